@@ -1,0 +1,72 @@
+"""Small building blocks shared by the MAST and AST encoders."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Mlp(nn.Module):
+    """Transformer feed-forward: Linear -> GELU -> Linear."""
+
+    def __init__(self, dim: int, hidden_dim: int, out_dim: int | None = None) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_dim, out_dim or dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drops the whole residual branch of a sample with probability ``rate``."""
+
+    def __init__(self, rate: float = 0.0) -> None:
+        super().__init__()
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"drop-path rate must be in [0, 1), got {rate}")
+        self.rate = rate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.rate == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.rate
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+    def extra_repr(self) -> str:
+        return f"rate={self.rate}"
+
+
+def init_transformer_weights(module: nn.Module) -> None:
+    """ViT-style init: truncated normal (std 0.02) for Linear weights, zero bias, unit LayerNorm."""
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+def grid_size(length: int, kernel: int, stride: int, padding: int = 0) -> int:
+    """Output length of a convolution or pooling along one axis: floor((L + 2p - k) / s) + 1."""
+    return (length + 2 * padding - kernel) // stride + 1
+
+
+def check_spectrogram(spec: torch.Tensor, num_mel_bins: int, min_frames: int, lengths: torch.Tensor | None) -> None:
+    """Raise a clear ValueError when an encoder input is not a (batch, mel, frames) log-mel batch."""
+    if spec.dim() != 3:
+        raise ValueError(f"expected a (batch, {num_mel_bins} mel bins, frames) spectrogram, got shape {tuple(spec.shape)}")
+    if spec.shape[1] != num_mel_bins:
+        raise ValueError(f"encoder was built for {num_mel_bins} mel bins, input has {spec.shape[1]} (shape {tuple(spec.shape)})")
+    if spec.shape[2] < min_frames:
+        raise ValueError(f"input has {spec.shape[2]} frames; the encoder needs at least {min_frames}")
+    if lengths is not None:
+        if lengths.shape != (spec.shape[0],):
+            raise ValueError(f"lengths must have shape ({spec.shape[0]},), got {tuple(lengths.shape)}")
+        if int(lengths.min()) < min_frames or int(lengths.max()) > spec.shape[2]:
+            raise ValueError(
+                f"lengths must lie in [{min_frames}, {spec.shape[2]}] frames, got min {int(lengths.min())} max {int(lengths.max())}"
+            )
