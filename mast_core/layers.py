@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+# timm's ViT and MViTv2 use eps=1e-6; matching it keeps ImageNet weights numerically equivalent.
+layer_norm = partial(nn.LayerNorm, eps=1e-6)
 
 
 class Mlp(nn.Module):
@@ -17,6 +23,17 @@ class Mlp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.act(self.fc1(x)))
+
+
+class PatchEmbed(nn.Module):
+    """AST stem: Conv2d(1, dim, k x k, stride s) over the (1, mel, frames) image -> (B, dim, F, T)."""
+
+    def __init__(self, dim: int, patch_size: int, patch_stride: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(1, dim, patch_size, patch_stride)
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        return self.proj(spec[:, None])
 
 
 class DropPath(nn.Module):
@@ -70,3 +87,29 @@ def check_spectrogram(spec: torch.Tensor, num_mel_bins: int, min_frames: int, le
             raise ValueError(
                 f"lengths must lie in [{min_frames}, {spec.shape[2]}] frames, got min {int(lengths.min())} max {int(lengths.max())}"
             )
+
+
+def resize_patch_kernel(weight: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize a ``(D, C, k, k)`` patch kernel to ``(D, C, size, size)``, preserving patch responses.
+
+    Plain interpolation of the kernel changes what it computes (a doubled kernel sums four times as
+    many pixels). Instead we solve for the kernel ``w'`` with ``<resize(x), w'> = <x, w>`` for every
+    patch ``x`` (exactly when enlarging, in least squares when shrinking), the FlexiViT recipe: the
+    new kernel on a resized patch gives what the old kernel gave on the original patch.
+
+    Example::
+
+        w32 = resize_patch_kernel(torch.randn(768, 1, 16, 16), 32)   # (768, 1, 32, 32)
+    """
+    old = weight.shape[-1]
+    if weight.shape[-2] != old:
+        raise ValueError(f"patch kernel must be square, got shape {tuple(weight.shape)}")
+    if old == size:
+        return weight
+    basis = torch.eye(old * old, dtype=torch.float64, device=weight.device).view(old * old, 1, old, old)
+    # Row i: the resized image of the i-th unit patch, i.e. resize(x) = x @ resize_matrix.
+    resize_matrix = F.interpolate(basis, size=(size, size), mode="bilinear", align_corners=False)
+    resize_matrix = resize_matrix.reshape(old * old, size * size)
+    flat = weight.to(torch.float64).reshape(-1, old * old).T  # (old^2, D * C)
+    resized = torch.linalg.pinv(resize_matrix) @ flat  # (size^2, D * C)
+    return resized.T.reshape(*weight.shape[:-2], size, size).to(weight.dtype)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import DropPath, Mlp, check_spectrogram, grid_size, init_transformer_weights
+from .layers import DropPath, Mlp, PatchEmbed, check_spectrogram, grid_size, init_transformer_weights, layer_norm
 from .patch_drop import drop_time_columns
 
 Grid = tuple[int, int]  # (freq, time) patches
@@ -105,9 +105,9 @@ class MultiScalePoolingAttention(nn.Module):
                 self.head_dim, self.head_dim, POOL_KERNEL, stride, POOL_PADDING, groups=self.head_dim, bias=False
             )
 
-        self.pool_q, self.norm_q = depthwise(stride_q), nn.LayerNorm(self.head_dim)
-        self.pool_k, self.norm_k = depthwise(stride_kv), nn.LayerNorm(self.head_dim)
-        self.pool_v, self.norm_v = depthwise(stride_kv), nn.LayerNorm(self.head_dim)
+        self.pool_q, self.norm_q = depthwise(stride_q), layer_norm(self.head_dim)
+        self.pool_k, self.norm_k = depthwise(stride_kv), layer_norm(self.head_dim)
+        self.pool_v, self.norm_v = depthwise(stride_kv), layer_norm(self.head_dim)
 
         q_grid, k_grid = pooled_grid(input_grid, stride_q), pooled_grid(input_grid, stride_kv)
         self.max_distance = tuple(
@@ -190,14 +190,14 @@ class MultiScaleBlock(nn.Module):
         qkv_bias: bool = True,
     ) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
+        self.norm1 = layer_norm(dim)
         self.shortcut_proj_attn = nn.Linear(dim, dim_out) if dim != dim_out else None
         self.shortcut_pool_attn = (
             nn.MaxPool2d(POOL_KERNEL, stride_q, POOL_PADDING) if stride_q > 1 else None
         )
         self.attn = MultiScalePoolingAttention(dim, dim_out, num_heads, input_grid, stride_q, stride_kv, qkv_bias)
         self.drop_path = DropPath(drop_path)
-        self.norm2 = nn.LayerNorm(dim_out)
+        self.norm2 = layer_norm(dim_out)
         self.mlp = Mlp(dim_out, int(dim_out * mlp_ratio))
         self.stride_q = stride_q
 
@@ -241,17 +241,6 @@ class MASTStage(nn.Module):
         for block in self.blocks:
             x, grid, valid = block(x, grid, valid)
         return x, grid, valid
-
-
-class PatchEmbed(nn.Module):
-    """AST stem: Conv2d(1, dim, 16x16, stride 10) over the (1, mel, frames) image."""
-
-    def __init__(self, dim: int, patch_size: int, patch_stride: int) -> None:
-        super().__init__()
-        self.proj = nn.Conv2d(1, dim, patch_size, patch_stride)
-
-    def forward(self, spec: torch.Tensor) -> torch.Tensor:
-        return self.proj(spec[:, None])  # (B, dim, F, T)
 
 
 class MAST(nn.Module):
@@ -313,7 +302,7 @@ class MAST(nn.Module):
                 dim, block_index = dim_out, block_index + 1
             stages.append(MASTStage(blocks))
         self.stages = nn.ModuleList(stages)
-        self.norm = nn.LayerNorm(dim)
+        self.norm = layer_norm(dim)
         self.embed_dim = dim
         self.apply(init_transformer_weights)
 

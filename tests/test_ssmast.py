@@ -109,7 +109,7 @@ def test_update_teacher_moves_towards_student():
     with torch.no_grad():
         for p in model.student.parameters():
             p.add_(1.0)
-    gap = lambda: sum(float((t - s).abs().sum()) for t, s in zip(model.teacher.parameters(), model.student.parameters()))
+    gap = lambda: sum(float((t - s).detach().abs().sum()) for t, s in zip(model.teacher.parameters(), model.student.parameters()))
     before = gap()
     model.update_teacher(0.5)
     assert gap() == pytest.approx(before / 2, rel=1e-4)
