@@ -1,9 +1,12 @@
 """Encoder cost, side by side in one run: forward+backward time and peak memory.
 
 Rows: MAST-S (ours), AST-B (ViT-B/16 at stride 10) and, as the reference the authors wrapped,
-timm's ``mvitv2_small`` with the AST stem (1 channel, 16x16 patches at stride 10), built for
-512 frames as in the released code. Each row runs in its own subprocess so peak memory (RSS on
-CPU, ``max_memory_allocated`` on GPU) belongs to that model alone.
+timm's ``mvitv2_small`` with the AST stem (1 channel, 16x16 patches at stride 10). timm sizes its
+relative-position tables for a square image, so it is built for a square side of
+``timm_image_side(frames)`` (1.25 x frames): with the side equal to the frame count it crashes
+(an index error) at both 512 and 1024 frames, the released code's defect 2. Each row runs in its
+own subprocess so peak memory (RSS on CPU, ``max_memory_allocated`` on GPU) belongs to that model
+alone.
 
     python benchmarks/encoders.py                          # CPU: 128 x 1024, batch 8
     python benchmarks/encoders.py --frames 512             # add --models to choose rows
@@ -28,6 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 MODELS = ("mast_small", "ast_base", "timm_mvitv2_small")
 
 
+def timm_image_side(frames: int) -> int:
+    """Square image side whose timm tables cover a 128 x ``frames`` input (multiple of 16)."""
+    return -(-int(frames * 1.25) // 16) * 16
+
+
 def build(name: str, frames: int):
     import torch
 
@@ -43,7 +51,7 @@ def build(name: str, frames: int):
         from timm.models.mvitv2 import MultiScaleVit, model_cfgs
 
         cfg = dataclasses.replace(model_cfgs["mvitv2_small"], patch_kernel=(16, 16), patch_stride=(10, 10), patch_padding=(0, 0))
-        model = MultiScaleVit(cfg, img_size=512, in_chans=1, num_classes=0)  # square tables, as the authors built it
+        model = MultiScaleVit(cfg, img_size=timm_image_side(frames), in_chans=1, num_classes=0)
 
         class Wrapped(torch.nn.Module):
             def __init__(self) -> None:
@@ -121,7 +129,8 @@ def main() -> None:
         rows.append(queue.get() if not queue.empty() else {"model": name, "error": f"exit code {process.exitcode}"})
 
     print(f"\nforward+backward, input 128 x {args.frames}, batch {args.batch}, {args.device}"
-          f"{' bf16' if args.bf16 else ' fp32'}, {args.threads} threads, mean of {args.iters} steps\n")
+          f"{' bf16' if args.bf16 else ' fp32'}, {args.threads} threads, mean of {args.iters} steps"
+          f" (timm_mvitv2_small built for a {timm_image_side(args.frames)} square image)\n")
     print("| model | params (M) | ms / step | ms / clip | clips/s | peak MB | time vs first row |")
     print("|---|---|---|---|---|---|---|")
     reference = rows[0].get("seconds")

@@ -28,7 +28,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mast_core.layers import DropPath, Mlp, PatchEmbed, grid_size, layer_norm, resize_patch_kernel
+from mast_core.layers import (
+    DropPath,
+    Mlp,
+    PatchEmbed,
+    check_spectrogram,
+    column_mask,
+    grid_size,
+    layer_norm,
+    resize_patch_kernel,
+    valid_patch_columns,
+)
 from mast_core.patch_drop import drop_time_columns
 
 __all__ = ["AST", "Attention", "Block", "adapt_imagenet_state_dict", "ast_base", "ast_tiny"]
@@ -205,36 +215,6 @@ class AST(nn.Module):
             self.grid_pos_embed, size=(self.num_freq_patches, num_time), mode="bilinear", align_corners=False
         )
 
-    def _check_input(self, spec: torch.Tensor, lengths: torch.Tensor | None, patch_drop: float) -> None:
-        if spec.dim() != 3:
-            raise ValueError(f"spec must be (batch, mel bins, frames), got shape {tuple(spec.shape)}")
-        if spec.shape[1] != self.num_mel_bins:
-            raise ValueError(
-                f"expected {self.num_mel_bins} mel bins on axis 1 of spec (batch, mel bins, frames), "
-                f"got shape {tuple(spec.shape)}; is the spectrogram transposed?"
-            )
-        if spec.shape[2] < self.patch_size:
-            raise ValueError(
-                f"input has {spec.shape[2]} frames, fewer than one patch ({self.patch_size} frames)"
-            )
-        if patch_drop and lengths is not None:
-            raise ValueError(
-                "patch_drop is only supported for equal-length batches: pass lengths=None or patch_drop=0.0"
-            )
-        if lengths is None:
-            return
-        if lengths.dim() != 1 or lengths.shape[0] != spec.shape[0]:
-            raise ValueError(
-                f"lengths must have shape ({spec.shape[0]},) (one per clip), got {tuple(lengths.shape)}"
-            )
-        if lengths.dtype.is_floating_point or lengths.dtype == torch.bool or lengths.is_complex():
-            raise ValueError(f"lengths must be an integer tensor of frame counts, got dtype {lengths.dtype}")
-        if lengths.numel() and (int(lengths.min()) < self.patch_size or int(lengths.max()) > spec.shape[2]):
-            raise ValueError(
-                f"every length must be in [{self.patch_size}, {spec.shape[2]}] (one patch up to the padded "
-                f"frame count), got {lengths.tolist()}"
-            )
-
     def _batch_positions(self, num_time: int, valid_columns: torch.Tensor | None) -> torch.Tensor:
         """Position grid for the batch, ``(1 or B, D, F, num_time)``.
 
@@ -280,7 +260,7 @@ class AST(nn.Module):
             tokens, (freq, time) = model.forward_tokens(torch.randn(2, 128, 1024))
             # tokens: (2, 1 + 12 * 101, D)
         """
-        self._check_input(spec, lengths, patch_drop)
+        check_spectrogram(spec, self.num_mel_bins, self.patch_size, lengths, patch_drop)
         grid = self.patch_embed(spec)  # (B, D, F, T)
         batch, dim, num_freq, num_time = grid.shape
 
@@ -297,7 +277,7 @@ class AST(nn.Module):
 
         valid_columns = None
         if lengths is not None:
-            valid_columns = torch.div(lengths - self.patch_size, self.patch_stride, rounding_mode="floor") + 1
+            valid_columns = valid_patch_columns(lengths.to(spec.device), self.patch_size, self.patch_stride)
         grid = grid + self._batch_positions(num_time, valid_columns)
         if patch_drop:
             grid = drop_time_columns(grid, patch_drop, generator)
@@ -309,8 +289,7 @@ class AST(nn.Module):
 
         attn_mask = None
         if valid_columns is not None and bool((valid_columns < num_time).any()):
-            column_valid = torch.arange(num_time, device=spec.device)[None, :] < valid_columns.to(spec.device)[:, None]
-            patch_valid = column_valid[:, None, :].expand(batch, num_freq, num_time).reshape(batch, -1)
+            patch_valid = column_mask(valid_columns, num_time)[:, None, :].expand(batch, num_freq, num_time).reshape(batch, -1)
             key_valid = torch.cat([patch_valid.new_ones(batch, 1), patch_valid], dim=1)
             attn_mask = key_valid[:, None, None, :]  # broadcast over heads and queries
 

@@ -72,21 +72,42 @@ def grid_size(length: int, kernel: int, stride: int, padding: int = 0) -> int:
     return (length + 2 * padding - kernel) // stride + 1
 
 
-def check_spectrogram(spec: torch.Tensor, num_mel_bins: int, min_frames: int, lengths: torch.Tensor | None) -> None:
+def valid_patch_columns(lengths: torch.Tensor, patch_size: int, patch_stride: int) -> torch.Tensor:
+    """Patch columns that lie entirely inside each clip's ``lengths`` valid frames."""
+    return torch.div(lengths - patch_size, patch_stride, rounding_mode="floor") + 1
+
+
+def column_mask(valid: torch.Tensor, num_time: int) -> torch.Tensor:
+    """(B, T) boolean mask of each clip's valid time columns."""
+    return torch.arange(num_time, device=valid.device)[None, :] < valid[:, None]
+
+
+def check_spectrogram(
+    spec: torch.Tensor, num_mel_bins: int, min_frames: int, lengths: torch.Tensor | None, patch_drop: float = 0.0
+) -> None:
     """Raise a clear ValueError when an encoder input is not a (batch, mel, frames) log-mel batch."""
     if spec.dim() != 3:
-        raise ValueError(f"expected a (batch, {num_mel_bins} mel bins, frames) spectrogram, got shape {tuple(spec.shape)}")
+        raise ValueError(f"spec must be (batch, mel bins, frames), got shape {tuple(spec.shape)}")
     if spec.shape[1] != num_mel_bins:
-        raise ValueError(f"encoder was built for {num_mel_bins} mel bins, input has {spec.shape[1]} (shape {tuple(spec.shape)})")
+        raise ValueError(
+            f"expected {num_mel_bins} mel bins on axis 1 of spec (batch, mel bins, frames), "
+            f"got shape {tuple(spec.shape)}; is the spectrogram transposed?"
+        )
     if spec.shape[2] < min_frames:
-        raise ValueError(f"input has {spec.shape[2]} frames; the encoder needs at least {min_frames}")
-    if lengths is not None:
-        if lengths.shape != (spec.shape[0],):
-            raise ValueError(f"lengths must have shape ({spec.shape[0]},), got {tuple(lengths.shape)}")
-        if int(lengths.min()) < min_frames or int(lengths.max()) > spec.shape[2]:
-            raise ValueError(
-                f"lengths must lie in [{min_frames}, {spec.shape[2]}] frames, got min {int(lengths.min())} max {int(lengths.max())}"
-            )
+        raise ValueError(f"input has {spec.shape[2]} frames, fewer than one patch ({min_frames} frames)")
+    if patch_drop and lengths is not None:
+        raise ValueError("patch_drop is only supported for equal-length batches: pass lengths=None or patch_drop=0.0")
+    if lengths is None:
+        return
+    if lengths.dim() != 1 or lengths.shape[0] != spec.shape[0]:
+        raise ValueError(f"lengths must have shape ({spec.shape[0]},) (one per clip), got {tuple(lengths.shape)}")
+    if lengths.dtype.is_floating_point or lengths.dtype == torch.bool or lengths.is_complex():
+        raise ValueError(f"lengths must be an integer tensor of frame counts, got dtype {lengths.dtype}")
+    if lengths.numel() and (int(lengths.min()) < min_frames or int(lengths.max()) > spec.shape[2]):
+        raise ValueError(
+            f"every length must be in [{min_frames}, {spec.shape[2]}] (one patch up to the padded "
+            f"frame count), got {lengths.tolist()}"
+        )
 
 
 def resize_patch_kernel(weight: torch.Tensor, size: int) -> torch.Tensor:

@@ -25,7 +25,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import DropPath, Mlp, PatchEmbed, check_spectrogram, grid_size, init_transformer_weights, layer_norm
+from .layers import (
+    DropPath,
+    Mlp,
+    PatchEmbed,
+    check_spectrogram,
+    column_mask,
+    grid_size,
+    init_transformer_weights,
+    layer_norm,
+    valid_patch_columns,
+)
 from .patch_drop import drop_time_columns
 
 Grid = tuple[int, int]  # (freq, time) patches
@@ -44,11 +54,6 @@ def pooled_valid(valid: torch.Tensor | None, stride: int) -> torch.Tensor | None
     if valid is None or stride == 1:
         return valid
     return torch.div(valid + 2 * POOL_PADDING - POOL_KERNEL, stride, rounding_mode="floor") + 1
-
-
-def column_mask(valid: torch.Tensor, num_time: int) -> torch.Tensor:
-    """(B, T) boolean mask of the valid time columns."""
-    return torch.arange(num_time, device=valid.device)[None, :] < valid[:, None]
 
 
 def relative_distance_index(
@@ -310,10 +315,6 @@ class MAST(nn.Module):
         """Constructor arguments (JSON-serialisable): ``MAST(**model.config())`` rebuilds the model."""
         return dict(self._config)
 
-    def valid_columns(self, lengths: torch.Tensor) -> torch.Tensor:
-        """Patch columns that lie entirely inside ``lengths`` valid frames."""
-        return torch.div(lengths - self.patch_size, self.patch_stride, rounding_mode="floor") + 1
-
     def forward_tokens(
         self,
         spec: torch.Tensor,
@@ -328,14 +329,12 @@ class MAST(nn.Module):
         time columns of the last grid (None without ``lengths``). Tokens are row-major over
         (freq, time).
         """
-        check_spectrogram(spec, self.num_mel_bins, self.patch_size, lengths)
-        if patch_drop > 0.0 and lengths is not None:
-            raise ValueError("patch-drop needs a batch of equal-length clips; got lengths as well")
+        check_spectrogram(spec, self.num_mel_bins, self.patch_size, lengths, patch_drop)
         image = self.patch_embed(spec)
         if patch_drop > 0.0:
             image = drop_time_columns(image, patch_drop, generator)
         grid: Grid = (image.shape[2], image.shape[3])
-        valid = self.valid_columns(lengths.to(spec.device)) if lengths is not None else None
+        valid = valid_patch_columns(lengths.to(spec.device), self.patch_size, self.patch_stride) if lengths is not None else None
         x = image.flatten(2).transpose(1, 2)
         for stage in self.stages:
             x, grid, valid = stage(x, grid, valid)

@@ -9,8 +9,8 @@ Pieces, each usable alone: :class:`KeyQueue` (FIFO of teacher keys, gathered acr
 Example::
 
     model = SSMAST(mast_tiny(), queue_size=4096)
-    out = model(view_a, view_b)               # two augmented views, (B, mel, frames) each
-    out.loss.backward(); optimizer.step()
+    loss, stats = model(view_a, view_b)       # two augmented views, (B, mel, frames) each
+    loss.backward(); optimizer.step()
     model.update_teacher(momentum_schedule(step, total_steps))
 """
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
@@ -128,12 +127,6 @@ class ProjectionHead(nn.Module):
         return self.net(x)
 
 
-@dataclass
-class SSMASTOutput:
-    loss: torch.Tensor
-    stats: dict[str, float]
-
-
 class SSMAST(nn.Module):
     """Student encoder + head trained against an EMA teacher with the cross-contrastive loss.
 
@@ -183,7 +176,8 @@ class SSMAST(nn.Module):
 
     def forward(
         self, view_a: torch.Tensor, view_b: torch.Tensor, generator: torch.Generator | None = None
-    ) -> SSMASTOutput:
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Returns the loss and float stats (loss, accuracy, positive_similarity, query_std)."""
         query_a, query_b = self.query(view_a, generator), self.query(view_b, generator)
         key_a, key_b = self.key(view_a), self.key(view_b)
         negatives = self.queue.keys.clone().detach()
@@ -201,7 +195,7 @@ class SSMAST(nn.Module):
                 # 1/sqrt(proj_dim) for well-spread outputs, 0 when every clip maps to one point.
                 "query_std": float(query_a.float().std(dim=0).mean()) if query_a.shape[0] > 1 else float("nan"),
             }
-        return SSMASTOutput(loss, stats)
+        return loss, stats
 
     @torch.no_grad()
     def update_teacher(self, momentum: float) -> None:

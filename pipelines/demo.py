@@ -62,14 +62,14 @@ def run(args: argparse.Namespace) -> None:
     model.train()
     for step in range(args.steps):
         index = torch.randint(0, specs.shape[0], (args.batch,), generator=generator)
-        out = model(view(specs[index]), view(specs[index]), generator=generator)
+        loss, step_stats = model(view(specs[index]), view(specs[index]), generator=generator)
         optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
+        loss.backward()
         optimizer.step()
         model.update_teacher(momentum_schedule(step, args.steps))
         print(
-            f"      step {step + 1:3d}/{args.steps}  loss {out.stats['loss']:.4f}  "
-            f"acc {out.stats['accuracy']:.2f}  query std {out.stats['query_std']:.3f}"
+            f"      step {step + 1:3d}/{args.steps}  loss {step_stats['loss']:.4f}  "
+            f"acc {step_stats['accuracy']:.2f}  query std {step_stats['query_std']:.3f}"
         )
 
     print(f"[3/4] exporting the student encoder to {args.out}")

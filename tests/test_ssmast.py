@@ -42,26 +42,26 @@ def test_ssmast_loss_is_the_symmetric_sum_of_both_directions():
     model = SSMAST(mast_tiny(), proj_dim=16, queue_size=32, patch_drop=0.0).eval()
     view_a, view_b = torch.randn(3, 128, 200), torch.randn(3, 128, 200)
     queue_before = model.queue.keys.clone()
-    out = model(view_a, view_b)
+    loss, _ = model(view_a, view_b)
     with torch.no_grad():
         f_a, f_b = model.query(view_a), model.query(view_b)
         h_a, h_b = model.key(view_a), model.key(view_b)
     expected = reference_loss(f_a, h_b, queue_before, 0.07) + reference_loss(f_b, h_a, queue_before, 0.07)
-    assert float(out.loss.detach()) == pytest.approx(expected, rel=1e-4)
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-4)
     assert torch.equal(model.queue.keys, queue_before)  # eval mode does not enqueue
 
 
 def test_gradients_reach_the_student_only():
     torch.manual_seed(0)
     model = SSMAST(mast_tiny(), proj_dim=16, queue_size=64, patch_drop=0.2).train()
-    out = model(torch.randn(4, 128, 300), torch.randn(4, 128, 300))
-    out.loss.backward()
+    loss, stats = model(torch.randn(4, 128, 300), torch.randn(4, 128, 300))
+    loss.backward()
     assert all(p.grad is not None for p in model.student.parameters())
     assert all(p.grad is not None for p in model.student_head.parameters())
     assert all(p.grad is None and not p.requires_grad for p in model.teacher.parameters())
     assert all(p.grad is None for p in model.teacher_head.parameters())
     assert not model.teacher.training  # teacher stays in eval mode under model.train()
-    assert set(out.stats) == {"loss", "accuracy", "positive_similarity", "query_std"}
+    assert set(stats) == {"loss", "accuracy", "positive_similarity", "query_std"}
 
 
 def test_training_step_enqueues_both_views_keys():
@@ -122,3 +122,25 @@ def test_bad_settings_fail_early():
         CrossContrastiveLoss(0.0)
     with pytest.raises(ValueError, match="'linear' or 'mlp'"):
         ProjectionHead(8, 4, kind="deep")
+
+
+def _enqueue_on_rank(rank: int, world_size: int, init_file: str, results) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    try:
+        queue = KeyQueue(size=8, dim=2)
+        queue.enqueue(torch.full((2, 2), float(rank + 1)))  # rank 0 sends 1s, rank 1 sends 2s
+        results[rank] = (queue.keys[:4, 0].tolist(), int(queue.pointer))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_keys_are_gathered_across_ranks_before_enqueue(tmp_path):
+    import torch.multiprocessing as mp
+
+    manager = mp.get_context("spawn").Manager()
+    results = manager.dict()
+    mp.spawn(_enqueue_on_rank, args=(2, str(tmp_path / "rendezvous"), results), nprocs=2, join=True)
+    # both ranks hold the same queue: rank 0's keys, then rank 1's
+    assert results[0] == results[1] == ([1.0, 1.0, 2.0, 2.0], 4)
