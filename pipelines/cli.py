@@ -7,9 +7,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import demo
+from . import cluster, demo
 
-SUBCOMMANDS = (demo,)
+SUBCOMMANDS = (demo, cluster)
 
 
 def build_parser() -> argparse.ArgumentParser:
