@@ -273,3 +273,23 @@ def compute_stats(specs: Iterable[torch.Tensor]) -> FeatureStats:
     if count == 0:
         raise ValueError("compute_stats got no spectrogram values: the iterable was empty (or every item was empty)")
     return FeatureStats(mean=mean, std=math.sqrt(sum_sq_dev / count), num_frames=frames)
+
+
+def merge_stats(parts: Iterable[FeatureStats]) -> FeatureStats:
+    """Combine statistics computed on disjoint sets of clips (with the same mel bins), exactly.
+
+    Each part is weighted by its ``num_frames`` (values = frames x mel bins), with the same
+    parallel update as :func:`compute_stats`, so shards can be summarised independently.
+    """
+    count, mean, sum_sq_dev = 0, 0.0, 0.0
+    for part in parts:
+        if part.num_frames == 0:
+            continue
+        total = count + part.num_frames
+        delta = part.mean - mean
+        mean += delta * part.num_frames / total
+        sum_sq_dev += part.std**2 * part.num_frames + delta * delta * count * part.num_frames / total
+        count = total
+    if count == 0:
+        raise ValueError("merge_stats got no statistics with frames")
+    return FeatureStats(mean=mean, std=math.sqrt(sum_sq_dev / count), num_frames=count)

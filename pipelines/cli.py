@@ -7,9 +7,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import cluster, demo
+from . import cluster, demo, ingest
 
-SUBCOMMANDS = (demo, cluster)
+SUBCOMMANDS = (demo, ingest, cluster)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,134 @@
+"""Audio I/O: decode any file soundfile reads, check it, resample to 16 kHz mono, store as FLAC.
+
+Every problem with a clip raises :class:`AudioError` whose ``reason`` is a short, stable phrase
+("empty file", "truncated", "unreadable", "non-finite samples", "silent", "too long") and whose
+message says what was found, so an ingest can skip the clip and report why.
+
+Example::
+
+    wave = read_audio("clip.mp3")                 # float32 (N,) at 16 kHz, mono
+    flac = encode_flac(wave)                      # bytes, 16-bit FLAC
+    same = decode_audio(flac)                     # equal to ``wave`` within 16-bit quantisation
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+from .features import SAMPLE_RATE
+
+# Below this peak a clip carries no signal (-100 dBFS): digital silence or a dead channel.
+SILENCE_PEAK = 1e-5
+
+
+class AudioError(ValueError):
+    """A clip that cannot be used; ``reason`` is a short category, the message has the details."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+def _open(source: str | Path | bytes) -> tuple[BinaryIO | str, str]:
+    if isinstance(source, (bytes, bytearray)):
+        if len(source) == 0:
+            raise AudioError("empty file", "0 bytes")
+        return io.BytesIO(source), "<bytes>"
+    path = str(source)
+    if not os.path.exists(path):
+        raise AudioError("missing file", path)
+    if os.path.getsize(path) == 0:
+        raise AudioError("empty file", f"{path} has 0 bytes")
+    return path, path
+
+
+def _declared_data_mismatch(extra_info: str) -> str | None:
+    """libsndfile notes "data : 32000 (should be 15978)" when a WAV ends before its data chunk."""
+    for line in extra_info.splitlines():
+        if line.strip().startswith("data") and "should be" in line:
+            return f"header declares more audio than the file holds ({line.strip()})"
+    return None
+
+
+def read_audio(
+    source: str | Path | bytes,
+    *,
+    start: float = 0.0,
+    duration: float | None = None,
+    sample_rate: int = SAMPLE_RATE,
+    max_seconds: float | None = None,
+    reject_silence: bool = True,
+) -> torch.Tensor:
+    """Decode ``source`` (a path or encoded bytes) to float32 mono at ``sample_rate``.
+
+    ``start``/``duration`` (seconds) select part of the file. Channels are averaged. Raises
+    :class:`AudioError` for empty, unreadable or truncated files, non-finite samples, silence
+    (peak below -100 dBFS, when ``reject_silence``) and files longer than ``max_seconds``.
+    """
+    handle, name = _open(source)
+    try:
+        info = sf.info(handle)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as error:
+        raise AudioError("unreadable", f"{name}: {error}") from None
+    if isinstance(handle, io.BytesIO):
+        handle.seek(0)
+    if info.frames <= 0 or info.samplerate <= 0:
+        raise AudioError("empty file", f"{name} holds no audio frames")
+    declared = _declared_data_mismatch(info.extra_info)
+    if declared:
+        raise AudioError("truncated", f"{name}: {declared}")
+    seconds = info.frames / info.samplerate
+    if max_seconds is not None and seconds > max_seconds:
+        raise AudioError("too long", f"{name} lasts {seconds:.1f} s, more than the {max_seconds:g} s limit")
+    first = int(round(start * info.samplerate))
+    wanted = info.frames - first if duration is None else int(round(duration * info.samplerate))
+    if first < 0 or wanted <= 0 or first + wanted > info.frames:
+        raise AudioError(
+            "out of range", f"{name}: [{start:g} s, +{duration} s] is outside its {seconds:.2f} s"
+        )
+    try:
+        data, _ = sf.read(handle, start=first, frames=wanted, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as error:
+        raise AudioError("corrupt data", f"{name}: {error}") from None
+    if data.shape[0] < wanted:
+        raise AudioError("truncated", f"{name}: header promises {wanted} frames from {start:g} s, only {data.shape[0]} could be read")
+    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    if not np.isfinite(mono).all():
+        raise AudioError("non-finite samples", f"{name} contains NaN or infinite samples")
+    peak = float(np.abs(mono).max())
+    if reject_silence and peak < SILENCE_PEAK:
+        raise AudioError("silent", f"{name}: peak {peak:.2e} is below -100 dBFS")
+    wave = torch.from_numpy(np.ascontiguousarray(mono))
+    if info.samplerate != sample_rate:
+        wave = AF.resample(wave, info.samplerate, sample_rate)
+    return wave
+
+
+def encode_flac(wave: torch.Tensor | np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
+    """16-bit FLAC bytes of a mono float waveform in [-1, 1] (values beyond are clipped)."""
+    samples = wave.detach().cpu().numpy() if isinstance(wave, torch.Tensor) else np.asarray(wave)
+    if samples.ndim != 1:
+        raise ValueError(f"encode_flac takes a mono (num_samples,) waveform, got shape {samples.shape}")
+    buffer = io.BytesIO()
+    sf.write(buffer, np.clip(samples, -1.0, 1.0), sample_rate, format="FLAC", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def decode_audio(data: bytes) -> torch.Tensor:
+    """Decode stored FLAC/WAV bytes (already 16 kHz mono) to a float32 tensor, without checks."""
+    samples, _ = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
+    return torch.from_numpy(samples if samples.ndim == 1 else samples.mean(axis=1))
+
+
+def quantisation_step(bits: int = 16) -> float:
+    """Largest error of storing a float waveform as ``bits``-bit PCM (one step)."""
+    return math.ldexp(1.0, -(bits - 1))

@@ -1,0 +1,31 @@
+"""Where a pipeline runs: a Ray cluster when one is configured, else an embedded local Ray."""
+
+from __future__ import annotations
+
+import os
+
+
+def local_cpus() -> int:
+    """Logical CPUs for an embedded Ray: at least 4 on small machines.
+
+    Ray Data's file listing needs a whole CPU next to the training workers and decoding actors;
+    with only 2 logical CPUs, Data and Train wait on each other for ever. Oversubscribing 2 cores
+    is harmless because every worker runs torch with one thread.
+    """
+    return max(os.cpu_count() or 1, 4)
+
+
+def init_ray(num_cpus: int | None = None) -> None:
+    """Connect to ``RAY_ADDRESS`` if set (a cluster or ``ray job submit``), else start Ray locally."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
+    else:
+        ray.init(num_cpus=num_cpus or local_cpus(), log_to_driver=True)
+    import ray.data
+
+    # Progress bars per operator are noise in logs; the pipelines print their own progress.
+    ray.data.DataContext.get_current().enable_progress_bars = False
