@@ -2,7 +2,7 @@
 
     sources --read_parquet (file order shuffled every epoch)--> rows (FLAC bytes, labels, split)
             --map_batches(ClipFeaturizer, CPU actor pool)--> {view_a, view_b} or {spec, length, label}
-            --iter_torch_batches(local_shuffle_buffer_size)--> torch tensors for the training loop
+            --iter_torch_batches(collate_fn=to_torch, local_shuffle_buffer_size)--> torch tensors
 
 Pretraining (`mode="pretrain"`) yields two independently augmented views per clip: log-mixup-exp
 with a FIFO memory, then normalisation, random resize crop and SpecAugment. Downstream
@@ -211,6 +211,13 @@ class ClipFeaturizer:
         return {"spec": np.zeros(shape, np.float32), "length": np.zeros(0, np.int64), "label": np.zeros(0, np.int64), "id": np.asarray([], dtype=str)}
 
 
+def to_torch(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor | list[str]]:
+    """``collate_fn`` for ``iter_torch_batches``: numeric arrays become tensors, clip ids stay strings."""
+    return {
+        key: value.tolist() if value.dtype.kind in "OUS" else torch.as_tensor(value) for key, value in batch.items()
+    }
+
+
 def build_stream(
     sources: list[Source],
     settings: StreamSettings,
@@ -225,10 +232,8 @@ def build_stream(
     mean, std = stats if stats is not None else normalisation_stats(sources)
     splits = tuple(sorted({s for source in sources for s in (source.splits or ())})) or None
     dataset = ray.data.read_parquet(
-        files,
-        columns=["id", "audio", "label_indices", "split"],
-        shuffle=FileShuffleConfig(seed=settings.seed) if settings.mode != "eval" else None,
-    )
+        files, shuffle=FileShuffleConfig(seed=settings.seed) if settings.mode != "eval" else None
+    ).select_columns(["id", "audio", "label_indices", "split"])
     return dataset.map_batches(
         ClipFeaturizer,
         fn_constructor_kwargs={"settings": settings, "mean": mean, "std": std, "splits": splits},

@@ -31,12 +31,13 @@ import json
 import math
 import os
 import re
-import struct
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
+
+import soundfile
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
 
@@ -583,39 +584,13 @@ _V2_ONLY_WORDS = ("backward", "forward", "follow", "learn", "visual")
 _SPLITS = ("train", "validation", "test")
 
 
-def _wav_seconds(path: Path) -> float | None:
-    """Duration from a WAV header (RIFF chunk walk, no decoding); None if it is not a readable WAV.
-
-    The data size is capped by the bytes actually present, so a truncated file reports what it
-    holds and an RF64/streaming size of 0xFFFFFFFF reads as "to the end of the file".
-    """
+def _audio_seconds(path: Path) -> float | None:
+    """Duration from the file header (libsndfile, no decoding); None if the header is unreadable."""
     try:
-        with open(path, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            head = handle.read(12)
-            if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64") or head[8:12] != b"WAVE":
-                return None
-            block_align = rate = 0
-            while True:
-                chunk = handle.read(8)
-                if len(chunk) < 8:
-                    return None
-                name, length = chunk[:4], struct.unpack("<I", chunk[4:])[0]
-                if name == b"fmt ":
-                    fmt = handle.read(length)
-                    if len(fmt) < 16:
-                        return None
-                    rate = struct.unpack("<I", fmt[4:8])[0]
-                    block_align = struct.unpack("<H", fmt[12:14])[0]
-                    handle.seek(length & 1, 1)
-                elif name == b"data":
-                    if not rate or not block_align:
-                        return None
-                    return min(length, size - handle.tell()) // block_align / rate
-                else:
-                    handle.seek(length + (length & 1), 1)
-    except OSError:
+        info = soundfile.info(str(path))
+    except Exception:  # unreadable noise files are listed as excluded, not fatal
         return None
+    return info.frames / info.samplerate if info.samplerate > 0 else None
 
 
 def _apportion(total: int, weights: Sequence[float]) -> list[int]:
@@ -722,7 +697,7 @@ def read_speech_commands(root: str | Path, *, classes: str = "12") -> Layout:
         noise_dir = root / "_background_noise_"
         if noise_dir.is_dir():
             for path in _walk_audio(noise_dir):
-                seconds = _wav_seconds(path)
+                seconds = _audio_seconds(path)
                 if seconds is None or seconds < 1:
                     excluded.append((str(path), "background noise without a readable WAV header of at least 1 s"))
                 else:
