@@ -7,9 +7,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import cluster, demo, ingest
+from . import cluster, demo, ingest, pretrain
 
-SUBCOMMANDS = (demo, ingest, cluster)
+SUBCOMMANDS = (demo, ingest, pretrain, cluster)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from ray.data.collate_fn import NumpyBatchCollateFn
 
 from mast_core.audio import decode_audio
 from mast_core.augment import LogMixupExp, RandomResizeCrop, SpecAugment
@@ -211,11 +212,16 @@ class ClipFeaturizer:
         return {"spec": np.zeros(shape, np.float32), "length": np.zeros(0, np.int64), "label": np.zeros(0, np.int64), "id": np.asarray([], dtype=str)}
 
 
-def to_torch(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor | list[str]]:
+class TorchCollate(NumpyBatchCollateFn):
     """``collate_fn`` for ``iter_torch_batches``: numeric arrays become tensors, clip ids stay strings."""
-    return {
-        key: value.tolist() if value.dtype.kind in "OUS" else torch.as_tensor(value) for key, value in batch.items()
-    }
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor | list[str]]:
+        return {
+            key: value.tolist() if value.dtype.kind in "OUS" else torch.as_tensor(value) for key, value in batch.items()
+        }
+
+
+to_torch = TorchCollate()
 
 
 def build_stream(

@@ -1,0 +1,116 @@
+"""Distributed SS-MAST pretraining on Ray Train (2 CPU workers), logged to a real MLflow store."""
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from mast_core.checkpoint import load_encoder
+from pipelines.config import ConfigError, load_config
+from pipelines.fixtures import write_layout
+from pipelines.ingest import IngestSettings, ingest
+from pipelines.pretrain import PretrainConfig, pretrain
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def shards(ray_local, tmp_path_factory):
+    base = tmp_path_factory.mktemp("pretrain-data")
+    write_layout("speech_commands", base / "sc", corrupt=False)
+    ingest("speech_commands", base / "sc", base / "shards", settings=IngestSettings(shard_mb=0.05), progress=lambda line: None)
+    return base / "shards"
+
+
+def tiny_config(shards: Path, tmp_path: Path, name: str, **overrides) -> PretrainConfig:
+    settings = [
+        f"run.name={name}", f"run.storage={tmp_path / 'runs'}", "run.checkpoint_every=2", "run.log_every=2",
+        "optim.total_steps=6", "optim.batch_size=4", "optim.warmup_steps=2", "data.frames_per_clip=98",
+        f"data.sources=[{{path: '{shards}', weight: 4, splits: [train]}}]", "objective.queue_size=64",
+    ] + [f"{key}={value}" for key, value in overrides.items()]
+    return load_config(PretrainConfig, ROOT / "configs/pretrain/tiny_cpu.yaml", settings)
+
+
+def loss_steps(tracking_uri: str, run_id: str) -> list[int]:
+    return sorted(m.step for m in MlflowClient(tracking_uri).get_metric_history(run_id, "loss"))
+
+
+def test_two_worker_pretraining_logs_to_mlflow_and_exports(shards, tmp_path):
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = tiny_config(shards, tmp_path, "two-workers")
+    result = pretrain(config, tracking)
+    assert result["step"] == 6
+    client = MlflowClient(tracking)
+    run = client.get_run(result["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model.arch"] == "mast_tiny" and run.data.params["run.num_workers"] == "2"
+    assert loss_steps(tracking, result["run_id"]) == [1, 2, 3, 4, 5, 6]
+    assert {"loss", "lr", "momentum", "samples_per_s", "data_wait_s"} <= set(run.data.metrics)
+    artifacts = {a.path for a in client.list_artifacts(result["run_id"])}
+    assert {"config.yaml", "loss_curve.png", "encoder"} <= artifacts
+    encoder, features = load_encoder(result["export"])
+    assert encoder.arch == "mast" and features.std > 0
+
+
+def test_a_killed_worker_resumes_from_the_last_checkpoint(shards, tmp_path):
+    """SIGKILL one Train worker after a checkpoint; the job restarts it and finishes the steps."""
+    from ray.util.state import list_actors
+
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = tiny_config(shards, tmp_path, "fault", **{"optim.total_steps": 10, "run.max_failures": 2})
+    run_dir = tmp_path / "runs" / "fault"
+    killed = []
+
+    def kill_a_worker_after_a_checkpoint():
+        deadline = time.time() + 240
+        while time.time() < deadline and not killed:
+            if list(run_dir.glob("checkpoint_*")):
+                time.sleep(3)  # Train polls workers every 2 s: let it register the checkpoint
+                workers = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+                if workers:
+                    os.kill(workers[-1].pid, signal.SIGKILL)
+                    killed.append(workers[-1].pid)
+                    return
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_a_worker_after_a_checkpoint, daemon=True)
+    killer.start()
+    result = pretrain(config, tracking)
+    killer.join()
+    assert killed, "no worker was killed"
+    assert result["step"] == 10
+    run = MlflowClient(tracking).get_run(result["run_id"])
+    assert int(run.data.tags["mast.resumed_from_step"]) >= 2
+    assert loss_steps(tracking, result["run_id"]) == list(range(1, 11))  # one continuous sequence
+
+
+def test_bad_configs_fail_before_any_work(tmp_path):
+    base = ROOT / "configs/pretrain/tiny_cpu.yaml"
+    with pytest.raises(ConfigError, match="unknown key optim.learning_rate"):
+        load_config(PretrainConfig, base, ["optim.learning_rate=1"])
+    with pytest.raises(ConfigError, match="optim.lr: expected a number"):
+        load_config(PretrainConfig, base, ["optim.lr=fast"])
+    with pytest.raises(ConfigError, match=r"model.arch: 'mast_huge' is not one of"):
+        load_config(PretrainConfig, base, ["model.arch=mast_huge"])
+    with pytest.raises(ConfigError, match="objective.patch_drop"):
+        load_config(PretrainConfig, base, ["objective.patch_drop=1.5"])
+    with pytest.raises(ConfigError, match="ssast needs an AST"):
+        load_config(PretrainConfig, base, ["model.objective=ssast"])
+    config = load_config(PretrainConfig, base, [f"data.sources=[{{path: '{tmp_path}'}}]"])
+    with pytest.raises(ConfigError, match="manifest.json not found"):
+        pretrain(config, f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert not (tmp_path / "mlflow.db").exists()  # nothing was started
+
+
+def test_shipped_configs_are_valid():
+    for path in sorted((ROOT / "configs/pretrain").glob("*.yaml")):
+        config = load_config(PretrainConfig, path)
+        assert config.data.sources, path
+    paper = load_config(PretrainConfig, ROOT / "configs/pretrain/paper.yaml")
+    assert paper.model.arch == "mast_small" and paper.objective.patch_drop == 0.2 and paper.run.use_gpu
+    assert [Path(s.path).name for s in paper.data.sources] == ["audioset-10", "fsd50k"]
