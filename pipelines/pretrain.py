@@ -444,8 +444,13 @@ def loss_curve_png(client, run_id: str, path: Path) -> None:
     plt.close(figure)
 
 
-def pretrain(config: PretrainConfig, tracking_uri: str | None = None) -> dict:
-    """Run (or resume) the job; returns the run id, final step and checkpoint path."""
+def pretrain(config: PretrainConfig, tracking_uri: str | None = None, dataset=None, stats: tuple[float, float] | None = None) -> dict:
+    """Run (or resume) the job; returns the run id, final step and checkpoint path.
+
+    ``dataset`` replaces the shard stream with any Ray Dataset of ``view_a``/``view_b`` rows
+    (``benchmarks/pretrain_throughput.py`` feeds in-memory batches); ``stats`` then gives the
+    normalisation statistics stored with the exported encoder.
+    """
     from mlflow import MlflowClient
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -453,15 +458,17 @@ def pretrain(config: PretrainConfig, tracking_uri: str | None = None) -> dict:
     from .runtime import init_ray
 
     sources = [Source(s.path, s.weight, tuple(s.splits) if s.splits else None) for s in config.data.sources]
-    try:
-        stats = normalisation_stats(sources)  # also checks that every source has a manifest
-    except DataConfigError as error:
-        raise ConfigError(f"data.sources: {error}") from None
+    if dataset is None:
+        try:
+            stats = normalisation_stats(sources)  # also checks that every source has a manifest
+        except DataConfigError as error:
+            raise ConfigError(f"data.sources: {error}") from None
+    stats = stats or (0.0, 0.5)
     tracking_uri = tracking_uri or config.run.tracking_uri or default_tracking_uri()
     run_id, resumed = open_mlflow_run(config, tracking_uri)
     print(f"[pretrain] MLflow run {run_id} ({'resumed' if resumed else 'new'}) at {tracking_uri}", flush=True)
     init_ray()
-    stream = build_stream(
+    stream = dataset if dataset is not None else build_stream(
         sources,
         StreamSettings(
             frames_per_clip=config.data.frames_per_clip, mode="pretrain", batch_size=config.data.featurize_batch,

@@ -123,6 +123,7 @@ def test_featurizer_runs_without_ray(shards):
     assert out["view_a"].shape == (table.num_rows, 128, FRAMES)
 
 
+@pytest.mark.slow
 def test_data_pipeline_feeds_a_two_worker_torch_trainer(shards, tmp_path):
     """Ray Data and a 2-worker TorchTrainer together on a 2-core machine, without the resource hang."""
     from ray.train import RunConfig, ScalingConfig

@@ -40,6 +40,7 @@ def loss_steps(tracking_uri: str, run_id: str) -> list[int]:
     return sorted(m.step for m in MlflowClient(tracking_uri).get_metric_history(run_id, "loss"))
 
 
+@pytest.mark.slow
 def test_two_worker_pretraining_logs_to_mlflow_and_exports(shards, tmp_path):
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     config = tiny_config(shards, tmp_path, "two-workers")
@@ -57,6 +58,7 @@ def test_two_worker_pretraining_logs_to_mlflow_and_exports(shards, tmp_path):
     assert encoder.arch == "mast" and features.std > 0
 
 
+@pytest.mark.slow
 def test_a_killed_worker_resumes_from_the_last_checkpoint(shards, tmp_path):
     """SIGKILL one Train worker after a checkpoint; the job restarts it and finishes the steps."""
     from ray.util.state import list_actors
