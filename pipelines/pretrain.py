@@ -38,7 +38,13 @@ import torch
 from .config import ConfigError, flatten, load_config, to_dict
 from .data import AugmentSettings, DataConfigError, Source, StreamSettings, build_stream, normalisation_stats, to_torch
 
-ARCHS = ("mast_tiny", "mast_small", "mast_base", "ast_tiny", "ast_base")
+# An unreachable tracking server must cost seconds, not MLflow's default minutes of retries.
+MLFLOW_CLIENT_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
+
+def _quick_mlflow_failures() -> None:
+    for key, value in MLFLOW_CLIENT_ENV.items():
+        os.environ.setdefault(key, value)
 
 
 @dataclass
@@ -51,6 +57,10 @@ class SourceConfig:
 @dataclass
 class DataSection:
     sources: list[SourceConfig] = field(default_factory=list)
+    # Held-out slice for a validation loss: the first val_clips clips of these sources, augmented
+    # once and kept fixed, so the curve compares like with like.
+    validation_sources: list[SourceConfig] = field(default_factory=list)
+    val_clips: int = 64
     frames_per_clip: int = 1024
     decode_actors: int = 1
     featurize_batch: int = 32
@@ -126,6 +136,7 @@ class RunSection:
     keep_checkpoints: int = 3
     max_failures: int = 3
     log_every: int = 10
+    val_every: int = 500
     tracking_uri: str | None = None
     experiment: str = "mast-pretrain"
     seed: int = 0
@@ -134,8 +145,8 @@ class RunSection:
     def validate(self) -> None:
         if not self.name or "/" in self.name:
             raise ConfigError(f"name: must be a non-empty name without '/', got {self.name!r}")
-        if self.num_workers < 1 or self.checkpoint_every < 1 or self.keep_checkpoints < 1 or self.log_every < 1:
-            raise ConfigError("num_workers, checkpoint_every, keep_checkpoints and log_every must be >= 1")
+        if min(self.num_workers, self.checkpoint_every, self.keep_checkpoints, self.log_every, self.val_every) < 1:
+            raise ConfigError("num_workers, checkpoint_every, keep_checkpoints, log_every and val_every must be >= 1")
         if self.max_failures < -1:
             raise ConfigError(f"max_failures: -1 (unlimited) or >= 0, got {self.max_failures}")
 
@@ -205,8 +216,12 @@ class MetricBuffer:
             return 0
 
     def add(self, step: int, metrics: dict[str, float]) -> None:
-        if step > self.logged_through:
-            self.pending.append((step, metrics))
+        if step <= self.logged_through:
+            return
+        if self.pending and self.pending[-1][0] == step:
+            self.pending[-1][1].update(metrics)
+        else:
+            self.pending.append((step, dict(metrics)))
 
     def flush(self) -> bool:
         if not self.pending:
@@ -269,6 +284,7 @@ def train_loop(loop_config: dict) -> None:
     from mast_core.checkpoint import FeatureSettings, save_encoder
     from mast_core.ssmast import SSMAST, momentum_schedule
 
+    _quick_mlflow_failures()
     config = load_config_dict(loop_config["config"])
     torch.set_num_threads(config.run.torch_threads)
     context = ray.train.get_context()
@@ -321,6 +337,22 @@ def train_loop(loop_config: dict) -> None:
                 payload["metrics_flushed"] = flushed
             ray.train.report(payload, checkpoint=ray.train.Checkpoint.from_directory(str(folder)) if rank == 0 else None)
 
+    val_shard = ray.train.get_dataset_shard("val") if loop_config.get("has_val") else None
+
+    def validate() -> None:
+        model.eval()
+        total_loss = torch.zeros(2, device=device)  # (sum of batch losses, batches)
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            for batch in val_shard.iter_torch_batches(batch_size=config.optim.batch_size, collate_fn=to_torch):
+                views = [batch["view_a"].to(device)] + ([batch["view_b"].to(device)] if isinstance(model, SSMAST) else [])
+                loss, _ = model(*views)
+                total_loss += torch.stack([loss.detach().float(), torch.ones((), device=device)])
+        if ddp:
+            torch.distributed.all_reduce(total_loss)
+        model.train()
+        if rank == 0 and total_loss[1] > 0:
+            metrics.add(step, {"val_loss": float(total_loss[0] / total_loss[1])})
+
     last_loss = float("nan")
     while step < total:
         iterator = shard.iter_torch_batches(
@@ -358,6 +390,8 @@ def train_loop(loop_config: dict) -> None:
                 progress["step"] = step
                 progress["samples"] += samples_since
                 last_loss = loss_sum / micro
+                if val_shard is not None and (step % config.run.val_every == 0 or step == total):
+                    validate()  # before this step's metrics are flushed, so val_loss joins them
                 if rank == 0:
                     elapsed = time.perf_counter() - last_log
                     entry = {
@@ -465,7 +499,18 @@ def pretrain(config: PretrainConfig, tracking_uri: str | None = None, dataset=No
             raise ConfigError(f"data.sources: {error}") from None
     stats = stats or (0.0, 0.5)
     tracking_uri = tracking_uri or config.run.tracking_uri or default_tracking_uri()
-    run_id, resumed = open_mlflow_run(config, tracking_uri)
+    _quick_mlflow_failures()
+    try:
+        run_id, resumed = open_mlflow_run(config, tracking_uri)
+    except ConfigError:
+        raise
+    except Exception as error:  # server down at start: keep a local store for this job
+        fallback = Path(config.run.storage).resolve() / config.run.name / "mlflow.db"
+        fallback.parent.mkdir(parents=True, exist_ok=True)
+        print(f"[pretrain] warning: MLflow at {tracking_uri} is not reachable ({type(error).__name__}); "
+              f"logging to sqlite:///{fallback} instead", file=sys.stderr, flush=True)
+        tracking_uri = f"sqlite:///{fallback}"
+        run_id, resumed = open_mlflow_run(config, tracking_uri)
     print(f"[pretrain] MLflow run {run_id} ({'resumed' if resumed else 'new'}) at {tracking_uri}", flush=True)
     init_ray()
     stream = dataset if dataset is not None else build_stream(
@@ -476,15 +521,30 @@ def pretrain(config: PretrainConfig, tracking_uri: str | None = None, dataset=No
         ),
         stats,
     )
+    datasets = {"train": stream}
+    if config.data.validation_sources:
+        val_sources = [Source(v.path, v.weight, tuple(v.splits) if v.splits else None) for v in config.data.validation_sources]
+        try:
+            val_stream = build_stream(
+                val_sources,
+                StreamSettings(frames_per_clip=config.data.frames_per_clip, mode="pretrain",
+                               batch_size=config.data.featurize_batch, seed=config.data.seed + 1, augment=config.data.augment),
+                stats,
+            )
+        except DataConfigError as error:
+            raise ConfigError(f"data.validation_sources: {error}") from None
+        datasets["val"] = val_stream.limit(config.data.val_clips).materialize()
     storage = Path(config.run.storage).resolve()
     trainer = TorchTrainer(
         train_loop,
-        train_loop_config={"config": to_dict(config), "tracking_uri": tracking_uri, "run_id": run_id, "stats": stats},
+        train_loop_config={
+            "config": to_dict(config), "tracking_uri": tracking_uri, "run_id": run_id, "stats": stats, "has_val": "val" in datasets,
+        },
         scaling_config=ScalingConfig(
             num_workers=config.run.num_workers, use_gpu=config.run.use_gpu,
             resources_per_worker={"CPU": config.run.cpus_per_worker, **({"GPU": 1} if config.run.use_gpu else {})},
         ),
-        datasets={"train": stream},
+        datasets=datasets,
         run_config=RunConfig(
             name=config.run.name,
             storage_path=str(storage),
@@ -495,7 +555,7 @@ def pretrain(config: PretrainConfig, tracking_uri: str | None = None, dataset=No
     result = trainer.fit()
     client = MlflowClient(tracking_uri)
     if result.error is not None:
-        client.set_terminated(run_id, status="FAILED")
+        _try(lambda: client.set_terminated(run_id, status="FAILED"))
         raise result.error
     with result.checkpoint.as_directory() as folder:
         folder = Path(folder)
@@ -511,17 +571,33 @@ def pretrain(config: PretrainConfig, tracking_uri: str | None = None, dataset=No
         buffer = MetricBuffer(tracking_uri, run_id)
         buffer.pending = [(entry.pop("step"), entry) for entry in pending]
         buffer.flush()
-    with tempfile.TemporaryDirectory() as scratch:
-        scratch = Path(scratch)
-        (scratch / "config.yaml").write_text(__import__("yaml").safe_dump(to_dict(config), sort_keys=False))
-        loss_curve_png(client, run_id, scratch / "loss_curve.png")
-        client.log_artifact(run_id, str(scratch / "config.yaml"))
-        client.log_artifact(run_id, str(scratch / "loss_curve.png"))
-    if export.is_dir():
-        client.log_artifacts(run_id, str(export), artifact_path="encoder")
-    client.set_terminated(run_id, status="FINISHED")
+
+    def log_outputs() -> None:
+        with tempfile.TemporaryDirectory() as scratch:
+            scratch = Path(scratch)
+            (scratch / "config.yaml").write_text(__import__("yaml").safe_dump(to_dict(config), sort_keys=False))
+            loss_curve_png(client, run_id, scratch / "loss_curve.png")
+            client.log_artifact(run_id, str(scratch / "config.yaml"))
+            client.log_artifact(run_id, str(scratch / "loss_curve.png"))
+        if export.is_dir():
+            client.log_artifacts(run_id, str(export), artifact_path="encoder")
+        client.set_terminated(run_id, status="FINISHED")
+
+    _try(log_outputs)
     print(f"[pretrain] finished at step {progress['step']}; encoder exported to {export}", flush=True)
-    return {"run_id": run_id, "step": progress["step"], "export": str(export), "checkpoint": result.checkpoint.path}
+    return {
+        "run_id": run_id, "step": progress["step"], "export": str(export), "checkpoint": result.checkpoint.path,
+        "tracking_uri": tracking_uri,
+    }
+
+
+def _try(action) -> None:
+    """MLflow bookkeeping after training: warn, never fail the finished job (the checkpoint has it all)."""
+    try:
+        action()
+    except Exception as error:
+        print(f"[pretrain] warning: MLflow not reachable at the end ({type(error).__name__}); the encoder and "
+              "metrics.jsonl are in the final checkpoint", file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace) -> None:
