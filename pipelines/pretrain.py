@@ -318,11 +318,9 @@ def train_loop(loop_config: dict) -> None:
     last_log, samples_since, wait_since = time.perf_counter(), 0, 0.0
     loss_sum, stats_sum, micro = 0.0, {}, 0
 
-    def report(with_checkpoint: bool, final: bool = False) -> None:
+    def report_checkpoint(final: bool) -> None:
+        """Every rank reports; rank 0 writes the state (and, at the end, the exported encoder)."""
         payload = {"step": step, "loss": last_loss}
-        if not with_checkpoint:
-            ray.train.report(payload)
-            return
         with tempfile.TemporaryDirectory() as folder:
             folder = Path(folder)
             if rank == 0:
@@ -408,7 +406,7 @@ def train_loop(loop_config: dict) -> None:
                               f"{entry['samples_per_s']:.1f} samples/s", flush=True)
                 last_log, samples_since, wait_since, loss_sum, stats_sum, micro = time.perf_counter(), 0, 0.0, 0.0, {}, 0
                 if step == total or step % config.run.checkpoint_every == 0:
-                    report(with_checkpoint=True, final=step == total)
+                    report_checkpoint(final=step == total)
                 if step == total:
                     break
             fetch_start = time.perf_counter()
