@@ -4,7 +4,7 @@ Both run the same SS-MAST model, optimiser and number of threads on the same in-
 of two views (no decoding, so only the training machinery differs). The Ray side is the real
 `pipelines.pretrain` job: TorchTrainer, Ray Data iteration, checkpoints and MLflow logging. Its
 samples/s is read back from the MLflow run (per-step, after warm-up); the plain loop's is timed
-the same way.
+the same way, once before and once after the Ray job (the mean is the reference).
 
     python benchmarks/pretrain_throughput.py                      # mast_tiny, 512 frames, CPU
     python benchmarks/pretrain_throughput.py --arch mast_small --frames 1024 --batch 64 --device cuda
@@ -93,7 +93,7 @@ def main() -> None:
         f"data.frames_per_clip={args.frames}", "data.shuffle_buffer=0", f"data.sources=[{{path: '{work}'}}]",
     ])
     print("plain PyTorch loop ...", file=sys.stderr, flush=True)
-    plain = plain_loop(config, batches, args.device, args.warmup)
+    plain_before = plain_loop(config, batches, args.device, args.warmup)
 
     print("Ray Train job ...", file=sys.stderr, flush=True)
     init_ray(num_cpus=args.threads + 2)
@@ -105,12 +105,17 @@ def main() -> None:
     wall = time.perf_counter() - started
     history = sorted(MlflowClient(tracking).get_metric_history(result["run_id"], "samples_per_s"), key=lambda m: m.step)
     ray_rate = statistics.mean(m.value for m in history[args.warmup:])
+    # The plain loop again, after the Ray job, with Ray still up: its daemons share the CPUs in
+    # both measurements, and averaging before/after cancels slow drifts of a noisy machine.
+    print("plain PyTorch loop again ...", file=sys.stderr, flush=True)
+    plain_after = plain_loop(config, batches, args.device, args.warmup)
+    plain = (plain_before + plain_after) / 2
 
     print(f"\nSS-MAST {args.arch}, {args.frames} frames, batch {args.batch}, {args.threads} threads, {args.device}, "
           f"{args.steps} steps (first {args.warmup} excluded)\n")
     print("| loop | samples/s | vs plain |")
     print("|---|---|---|")
-    print(f"| plain PyTorch, single process | {plain:.1f} | 1.00 |")
+    print(f"| plain PyTorch, single process (mean of {plain_before:.1f} before and {plain_after:.1f} after) | {plain:.1f} | 1.00 |")
     print(f"| Ray Train job (1 worker, Ray Data, checkpoints, MLflow) | {ray_rate:.1f} | {ray_rate / plain:.2f} |")
     print(f"\nRay overhead in steady state: {100 * (1 - ray_rate / plain):.1f} %; "
           f"the whole job took {wall:.1f} s including Ray Train start-up and the final export.")
