@@ -125,7 +125,8 @@ def normalisation_stats(sources: list[Source]) -> tuple[float, float]:
     """Frame-weighted mean/std over the sources' manifests (stats computed at ingest)."""
     from mast_core.features import FeatureStats, merge_stats
 
-    parts = [FeatureStats.from_dict(s.manifest()["stats"]) for s in sources if s.manifest().get("stats")]
+    manifests = [source.manifest() for source in sources]
+    parts = [FeatureStats.from_dict(manifest["stats"]) for manifest in manifests if manifest.get("stats")]
     if not parts:
         raise DataConfigError("no normalisation statistics in the sources' manifests")
     merged = merge_stats(parts)
