@@ -53,6 +53,9 @@ class SourceConfig:
     weight: float = 1.0
     splits: list[str] | None = None
 
+    def to_source(self) -> Source:
+        return Source(self.path, self.weight, tuple(self.splits) if self.splits else None)
+
 
 @dataclass
 class DataSection:
@@ -489,13 +492,18 @@ def pretrain(config: PretrainConfig, tracking_uri: str | None = None, dataset=No
 
     from .runtime import init_ray
 
-    sources = [Source(s.path, s.weight, tuple(s.splits) if s.splits else None) for s in config.data.sources]
+    sources = [source.to_source() for source in config.data.sources]
     if dataset is None:
         try:
             stats = normalisation_stats(sources)  # also checks that every source has a manifest
         except DataConfigError as error:
             raise ConfigError(f"data.sources: {error}") from None
     stats = stats or (0.0, 0.5)
+    for source in config.data.validation_sources:  # fail before MLflow or Ray start
+        try:
+            source.to_source().manifest()
+        except DataConfigError as error:
+            raise ConfigError(f"data.validation_sources: {error}") from None
     tracking_uri = tracking_uri or config.run.tracking_uri or default_tracking_uri()
     _quick_mlflow_failures()
     try:
@@ -511,24 +519,16 @@ def pretrain(config: PretrainConfig, tracking_uri: str | None = None, dataset=No
         run_id, resumed = open_mlflow_run(config, tracking_uri)
     print(f"[pretrain] MLflow run {run_id} ({'resumed' if resumed else 'new'}) at {tracking_uri}", flush=True)
     init_ray()
-    stream = dataset if dataset is not None else build_stream(
-        sources,
-        StreamSettings(
+    def settings(seed: int) -> StreamSettings:
+        return StreamSettings(
             frames_per_clip=config.data.frames_per_clip, mode="pretrain", batch_size=config.data.featurize_batch,
-            decode_actors=config.data.decode_actors, seed=config.data.seed, augment=config.data.augment,
-        ),
-        stats,
-    )
-    datasets = {"train": stream}
+            decode_actors=config.data.decode_actors, seed=seed, augment=config.data.augment,
+        )
+
+    datasets = {"train": dataset if dataset is not None else build_stream(sources, settings(config.data.seed), stats)}
     if config.data.validation_sources:
-        val_sources = [Source(v.path, v.weight, tuple(v.splits) if v.splits else None) for v in config.data.validation_sources]
         try:
-            val_stream = build_stream(
-                val_sources,
-                StreamSettings(frames_per_clip=config.data.frames_per_clip, mode="pretrain",
-                               batch_size=config.data.featurize_batch, seed=config.data.seed + 1, augment=config.data.augment),
-                stats,
-            )
+            val_stream = build_stream([v.to_source() for v in config.data.validation_sources], settings(config.data.seed + 1), stats)
         except DataConfigError as error:
             raise ConfigError(f"data.validation_sources: {error}") from None
         datasets["val"] = val_stream.limit(config.data.val_clips).materialize()

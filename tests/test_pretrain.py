@@ -111,6 +111,13 @@ def test_bad_configs_fail_before_any_work(tmp_path):
     config = load_config(PretrainConfig, base, [f"data.sources=[{{path: '{tmp_path}'}}]"])
     with pytest.raises(ConfigError, match="manifest.json not found"):
         pretrain(config, f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "manifest.json").write_text(json.dumps({"stats": {"mean": 0.0, "std": 1.0, "num_frames": 10}}))
+    config = load_config(PretrainConfig, base, [
+        f"data.sources=[{{path: '{tmp_path / 'train'}'}}]", f"data.validation_sources=[{{path: '{tmp_path / 'nope'}'}}]",
+    ])
+    with pytest.raises(ConfigError, match="data.validation_sources: .*manifest.json not found"):
+        pretrain(config, f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert not (tmp_path / "mlflow.db").exists()  # nothing was started
 
 
