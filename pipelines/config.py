@@ -47,6 +47,11 @@ def _check_type(key: str, value: Any, annotation: Any) -> Any:
         inner = args[0] if args else Any
         items = [_check_type(f"{key}[{i}]", item, inner) for i, item in enumerate(value)]
         return tuple(items) if origin is tuple else items
+    if annotation is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        value_type = args[1] if len(args) == 2 else Any
+        return {str(k): _check_type(f"{key}.{k}", v, value_type) for k, v in value.items()}
     if dataclasses.is_dataclass(annotation):
         return build(annotation, value, key)
     if annotation is Any:
