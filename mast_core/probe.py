@@ -1,0 +1,120 @@
+"""Linear evaluation on frozen embeddings: standardise, one Linear layer, early stopping.
+
+The protocol of method.md (a): embeddings of a frozen encoder, standardised with the training
+split's mean and std, a single ``nn.Linear`` trained with AdamW and cross-entropy, and the epoch
+with the best *validation* accuracy kept. The test split is never passed in here: the caller
+evaluates the returned probe on it once, after selection.
+
+Example::
+
+    probe = fit_linear_probe(train_x, train_y, val_x, val_y, ProbeSettings(lr=1e-3))
+    test_accuracy = probe.accuracy(test_x, test_y)
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 256
+    max_epochs: int = 100
+    patience: int = 10       # epochs without a better validation accuracy before stopping
+    dropout: float = 0.0
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.lr <= 0 or self.weight_decay < 0 or self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1:
+            raise ValueError(f"bad probe settings {self}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class LinearProbe:
+    """A fitted probe: standardisation statistics plus the Linear layer of the best epoch."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    linear: nn.Linear
+    best_epoch: int
+    val_accuracy: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @torch.no_grad()
+    def logits(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return self.linear((embeddings.float() - self.mean) / self.std)
+
+    @torch.no_grad()
+    def accuracy(self, embeddings: torch.Tensor, labels: torch.Tensor) -> float:
+        if len(labels) == 0:
+            raise ValueError("accuracy of an empty set")
+        return float((self.logits(embeddings).argmax(1) == labels).float().mean())
+
+
+def _check(name: str, x: torch.Tensor, y: torch.Tensor) -> None:
+    if x.dim() != 2 or y.dim() != 1 or len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"{name}: expected embeddings (N, D) and labels (N,) with N > 0, got {tuple(x.shape)} and {tuple(y.shape)}")
+
+
+def fit_linear_probe(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    val_x: torch.Tensor,
+    val_y: torch.Tensor,
+    settings: ProbeSettings = ProbeSettings(),
+    num_classes: int | None = None,
+    on_epoch=None,
+) -> LinearProbe:
+    """Train on (train_x, train_y), select the epoch on (val_x, val_y).
+
+    ``on_epoch(epoch, metrics)`` is called after every epoch (for Ray Tune reports and early
+    trial stopping); ``metrics`` has ``train_loss`` and ``val_accuracy``.
+    """
+    settings.validate()
+    _check("train", train_x, train_y)
+    _check("validation", val_x, val_y)
+    num_classes = num_classes or int(max(train_y.max(), val_y.max())) + 1
+    generator = torch.Generator().manual_seed(settings.seed)
+    train_x = train_x.float()
+    mean = train_x.mean(0)
+    std = train_x.std(0).clamp_min(1e-6)  # constant dimensions must not divide by zero
+    standard_train = (train_x - mean) / std
+    linear = nn.Linear(train_x.shape[1], num_classes)
+    torch.manual_seed(settings.seed)
+    linear.reset_parameters()
+    optimizer = torch.optim.AdamW(linear.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    probe = LinearProbe(mean, std, linear, best_epoch=-1, val_accuracy=-1.0)
+    best_state, since_best = None, 0
+    for epoch in range(settings.max_epochs):
+        order = torch.randperm(len(standard_train), generator=generator)
+        total, batches = 0.0, 0
+        for start in range(0, len(order), settings.batch_size):
+            index = order[start : start + settings.batch_size]
+            inputs = F.dropout(standard_train[index], settings.dropout, training=True)
+            loss = F.cross_entropy(linear(inputs), train_y[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total, batches = total + float(loss.detach()), batches + 1
+        val_accuracy = probe.accuracy(val_x, val_y)
+        metrics = {"epoch": epoch, "train_loss": total / batches, "val_accuracy": val_accuracy}
+        probe.history.append(metrics)
+        if on_epoch is not None:
+            on_epoch(epoch, metrics)
+        if val_accuracy > probe.val_accuracy:
+            probe.val_accuracy, probe.best_epoch, best_state, since_best = val_accuracy, epoch, copy.deepcopy(linear.state_dict()), 0
+        else:
+            since_best += 1
+            if since_best >= settings.patience:
+                break
+    linear.load_state_dict(best_state)
+    return probe
