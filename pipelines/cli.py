@@ -7,9 +7,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import cluster, demo, ingest, pretrain
+from . import cluster, demo, ingest, pretrain, sweep
 
-SUBCOMMANDS = (demo, ingest, pretrain, cluster)
+SUBCOMMANDS = (demo, ingest, pretrain, sweep, cluster)
 
 
 def build_parser() -> argparse.ArgumentParser:

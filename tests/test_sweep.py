@@ -1,0 +1,97 @@
+"""Linear-evaluation sweeps with real Ray Tune and a real MLflow store, on fixture shards."""
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from mast_core.checkpoint import save_encoder
+from mast_core.mast import mast_tiny
+from pipelines.fixtures import write_layout
+from pipelines.ingest import IngestSettings, ingest
+from pipelines.spaces import load_space
+from pipelines.sweep import run_sweep, split_rounds
+from pipelines.tasks import load_task
+from pipelines.embeddings import load_embeddings
+
+QUIET = lambda line: None  # noqa: E731
+SPACE = """num_samples: 3
+scheduler: {type: asha, grace_period: 1, reduction_factor: 2}
+space:
+  lr: {loguniform: [1.0e-3, 1.0e-1]}
+  batch_size: {choice: [8, 16]}
+  max_epochs: 4
+  patience: 2
+"""
+
+
+@pytest.fixture(scope="module")
+def setup(ray_local, tmp_path_factory):
+    base = tmp_path_factory.mktemp("sweep")
+    tasks = {}
+    for dataset, body in (
+        ("speech_commands", "splits: {train: train, validation: validation, test: test}\nframes_per_clip: 98\n"),
+        ("us8k", "folds: 10\nframes_per_clip: 200\n"),
+    ):
+        write_layout(dataset, base / dataset, corrupt=False)
+        ingest(dataset, base / dataset, base / f"{dataset}-shards", settings=IngestSettings(shard_mb=0.05), progress=QUIET)
+        path = base / f"fx_{dataset}.yaml"
+        path.write_text(f"name: fx_{dataset}\ndataset: {dataset}\nshards: {base / f'{dataset}-shards'}\n{body}")
+        tasks[dataset] = load_task(path)
+    (base / "space.yaml").write_text(SPACE)
+    torch.manual_seed(0)
+    encoder = save_encoder(mast_tiny(max_frames=200), base / "encoder")
+    return base, tasks, load_space("any", base / "space.yaml"), encoder
+
+
+def children(tracking: str, parent: str) -> list:
+    client = MlflowClient(tracking)
+    experiment = client.get_experiment_by_name("mast-sweeps")
+    return client.search_runs([experiment.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
+
+
+def test_split_task_sweep_logs_parent_and_children(setup, tmp_path):
+    base, tasks, space, encoder = setup
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    summary = run_sweep(tasks["speech_commands"], encoder, space, storage=tmp_path / "tune", tracking_uri=tracking, progress=QUIET)
+    assert summary["trials"] == 3 and 0.0 <= summary["test_accuracy"] <= 1.0
+    parent = MlflowClient(tracking).get_run(summary["parent_run_id"])
+    assert parent.data.tags["task"] == "fx_speech_commands" and parent.data.tags["protocol"] == "linear"
+    assert "test_accuracy" in parent.data.metrics and "best.lr" in parent.data.params
+    kids = children(tracking, summary["parent_run_id"])
+    assert len(kids) == 3 and all("val_accuracy" in kid.data.metrics for kid in kids)
+
+    # resuming the finished sweep runs no trial again
+    again = run_sweep(tasks["speech_commands"], encoder, space, storage=tmp_path / "tune", tracking_uri=tracking,
+                      resume=True, progress=QUIET)
+    assert again["trials"] == 3 and again["embeddings_cached"]
+    assert len(children(tracking, summary["parent_run_id"])) == 3
+
+
+def test_fold_task_scores_the_mean_over_folds(setup, tmp_path):
+    base, tasks, space, encoder = setup
+    summary = run_sweep(tasks["us8k"], encoder, space, storage=tmp_path / "tune", tracking_uri=f"sqlite:///{tmp_path / 'm.db'}",
+                        progress=QUIET)
+    assert len(summary["test_scores"]) == 10
+    assert summary["test_accuracy"] == pytest.approx(sum(summary["test_scores"]) / 10)
+
+
+def test_the_test_split_never_reaches_selection(setup, tmp_path):
+    """Poison the cached test embeddings with NaN: every trial still reports a finite accuracy."""
+    base, tasks, space, encoder = setup
+    task = tasks["speech_commands"]
+    cache = next((base / "speech_commands-shards" / "embeddings").glob("*.parquet"))
+    table = pq.read_table(cache)
+    is_test = [split == "test" for split in table.column("split").to_pylist()]
+    poisoned = [([float("nan")] * len(row)) if test else row for row, test in zip(table.column("embedding").to_pylist(), is_test)]
+    pq.write_table(table.set_column(table.schema.get_field_index("embedding"), "embedding",
+                                    pa.array(poisoned, pa.list_(pa.float32()))), cache)
+    selection, tests = split_rounds(task, load_embeddings(cache))
+    assert all(torch.isfinite(part[0]).all() for part in selection[0].values())
+    assert torch.isnan(tests[0][0]).all()
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    summary = run_sweep(task, encoder, space, storage=tmp_path / "tune", tracking_uri=tracking, progress=QUIET)
+    for kid in children(tracking, summary["parent_run_id"]):
+        value = kid.data.metrics["val_accuracy"]
+        assert value == value and 0.0 <= value <= 1.0  # finite: no NaN test row was trained or scored on
