@@ -7,9 +7,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import cluster, demo, ingest, pretrain, sweep
+from . import cluster, demo, ingest, pretrain, report, sweep
 
-SUBCOMMANDS = (demo, ingest, pretrain, sweep, cluster)
+SUBCOMMANDS = (demo, ingest, pretrain, sweep, report, cluster)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -105,6 +105,7 @@ def run_sweep(
     tracking_uri: str | None = None,
     experiment: str = "mast-sweeps",
     resume: bool = False,
+    label: str | None = None,
     progress=print,
 ) -> dict:
     from mlflow import MlflowClient
@@ -131,8 +132,10 @@ def run_sweep(
 
     name = f"{task.name}-linear-{cache.stem.split('-')[0]}"
     client = MlflowClient(tracking_uri)
+    arch = json.loads((encoder_dir / "config.json").read_text())["arch"]
     parent_id, existing = _parent_run(client, experiment, name, {
         "task": task.name, "protocol": "linear", "checkpoint": str(encoder_dir.resolve()), "embedding_cache": str(cache),
+        "model_label": label or f"{arch.upper()} {encoder_dir.resolve().name}",
     })
     progress(f"[sweep] {task.name}: {len(task.rounds)} round(s), {num_classes} classes; MLflow parent run {parent_id}")
 
@@ -210,7 +213,8 @@ def run(args: argparse.Namespace) -> None:
                 continue
             jobs.append((task, load_space(task.name, args.space)))
         for task, space in jobs:
-            run_sweep(task, args.checkpoint, space, storage=args.storage, tracking_uri=args.tracking_uri, resume=args.resume)
+            run_sweep(task, args.checkpoint, space, storage=args.storage, tracking_uri=args.tracking_uri, resume=args.resume,
+                      label=args.label)
     except ConfigError as error:
         raise SystemExit(f"mast sweep: {error}") from None
 
@@ -226,4 +230,5 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--storage", default="runs/sweeps", help="Ray Tune storage folder")
     parser.add_argument("--tracking-uri", default=None)
     parser.add_argument("--resume", action="store_true", help="continue an interrupted sweep (Tuner.restore)")
+    parser.add_argument("--label", default=None, help="row name in `mast report`, e.g. 'MAST IN+SS-MAST' (default: arch and folder)")
     parser.set_defaults(handler=run)

@@ -95,3 +95,21 @@ def test_the_test_split_never_reaches_selection(setup, tmp_path):
     for kid in children(tracking, summary["parent_run_id"]):
         value = kid.data.metrics["val_accuracy"]
         assert value == value and 0.0 <= value <= 1.0  # finite: no NaN test row was trained or scored on
+
+
+def test_report_renders_the_table_from_mlflow(setup, tmp_path, capsys):
+    from pipelines.cli import main
+    from pipelines.report import collect
+
+    base, tasks, space, encoder = setup
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    for task in (tasks["us8k"], tasks["speech_commands"]):
+        run_sweep(task, encoder, space, storage=tmp_path / "tune", tracking_uri=tracking, label="MAST random", progress=QUIET)
+    table = collect(tracking, "mast-sweeps")
+    assert list(table) == ["MAST random"] and set(table["MAST random"]) == {"fx_us8k", "fx_speech_commands"}
+    main(["report", "--tracking-uri", tracking, "--out", str(tmp_path / "report")])
+    printed = capsys.readouterr().out
+    assert "| model | fx_speech_commands | fx_us8k |" in printed
+    row = next(line for line in printed.splitlines() if line.startswith("| MAST random"))
+    assert "±" in row.split("|")[3]  # the fold task carries its std over folds
+    assert {p.name for p in (tmp_path / "report").iterdir()} == {"results.md", "results.csv", "results.png"}
