@@ -68,13 +68,18 @@ class ClipEmbedder:
 
 
 def embed_task(
-    shards: str | Path, encoder_dir: str | Path, frames_per_clip: int, actors: int = 1, use_gpu: bool = False, progress=print
+    shards: str | Path, encoder_dir: str | Path, frames_per_clip: int, actors: int = 1, use_gpu: bool = False,
+    progress=print, target: Path | None = None,
 ) -> tuple[Path, bool]:
-    """Embeddings of every clip in ``shards``; returns (parquet path, whether the cache was used)."""
+    """Embeddings of every clip in ``shards``; returns (parquet path, whether the cache was used).
+
+    ``target`` writes to another file than the cache (``benchmarks/sweep_cache.py`` uses it to
+    measure a sweep that recomputes embeddings in every trial).
+    """
     import ray.data
     from ray.data import ActorPoolStrategy
 
-    target = cache_path(shards, encoder_dir, frames_per_clip)
+    target = target or cache_path(shards, encoder_dir, frames_per_clip)
     if target.is_file():
         progress(f"[embed] using cached embeddings {target}")
         return target, True
