@@ -57,11 +57,11 @@ class ClipEmbedder:
         lengths = torch.from_numpy(features["length"]).to(self.device)
         with torch.no_grad():
             embedding = self.encoder(spec, lengths if int(lengths.min()) < spec.shape[-1] else None)
-        folds = batch.get("fold")
         return {
             "id": features["id"],
             "split": np.asarray([str(s) for s in batch["split"]]),
-            "fold": np.asarray([-1 if f is None or f != f else int(f) for f in folds] if folds is not None else [-1] * len(spec)),
+            # a split-based dataset has no folds: null (None, or NaN after numpy conversion) -> -1
+            "fold": np.asarray([-1 if f is None or f != f else int(f) for f in batch["fold"]]),
             "label": features["label"],
             "embedding": embedding.float().cpu().numpy(),
         }

@@ -277,7 +277,7 @@ def build_manifest(out: Path, plan: dict, layout: Layout) -> dict:
         "sample_rate": SAMPLE_RATE,
         "audio_codec": "flac/pcm16",
         "vocabulary": plan["vocabulary"],
-        "info": getattr(layout, "info", {}),
+        "info": layout.info,
         "discovered": discovered,
         "written": written,
         "skipped_count": len(skipped),

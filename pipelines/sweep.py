@@ -84,14 +84,12 @@ def linear_trial(config: dict, rounds: list[dict], num_classes: int) -> None:
 
 
 def _parent_run(client, experiment: str, name: str, tags: dict) -> tuple[str, bool]:
-    found = None
-    experiment_obj = client.get_experiment_by_name(experiment)
-    experiment_id = experiment_obj.experiment_id if experiment_obj else client.create_experiment(experiment)
+    """(run id, existed): the sweep's parent run, found by name so a resumed sweep reuses it."""
+    existing = client.get_experiment_by_name(experiment)
+    experiment_id = existing.experiment_id if existing else client.create_experiment(experiment)
     runs = client.search_runs([experiment_id], filter_string=f"tags.`mast.sweep_name` = '{name}'", max_results=1)
     if runs:
-        found = runs[0].info.run_id
-    if found:
-        return found, True
+        return runs[0].info.run_id, True
     run = client.create_run(experiment_id, run_name=name, tags={"mast.sweep_name": name, **tags})
     return run.info.run_id, False
 
@@ -133,7 +131,7 @@ def run_sweep(
     name = f"{task.name}-linear-{cache.stem.split('-')[0]}"
     client = MlflowClient(tracking_uri)
     arch = json.loads((encoder_dir / "config.json").read_text())["arch"]
-    parent_id, existing = _parent_run(client, experiment, name, {
+    parent_id, _ = _parent_run(client, experiment, name, {
         "task": task.name, "protocol": "linear", "checkpoint": str(encoder_dir.resolve()), "embedding_cache": str(cache),
         "model_label": label or f"{arch.upper()} {encoder_dir.resolve().name}",
     })
@@ -166,7 +164,7 @@ def run_sweep(
         )
     results = tuner.fit()
     best = results.get_best_result(metric="val_accuracy", mode="max")
-    best_config = {key: value for key, value in best.config.items()}
+    best_config = dict(best.config)
     progress(f"[sweep] best validation accuracy {best.metrics['val_accuracy']:.4f} with {best_config}")
 
     settings = probe_settings(best_config)
