@@ -15,8 +15,8 @@ from pathlib import Path
 from .tasks import task_names
 
 
-def collect(tracking_uri: str, experiment: str) -> dict[str, dict[str, tuple[float, float]]]:
-    """{model label: {task: (accuracy %, std %)}} from the finished parent runs."""
+def collect(tracking_uri: str, experiment: str) -> dict[str, dict[str, tuple[float, float | None]]]:
+    """{model label: {task: (accuracy %, std % over folds or None)}} from the finished parent runs."""
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri)
@@ -27,13 +27,14 @@ def collect(tracking_uri: str, experiment: str) -> dict[str, dict[str, tuple[flo
         [found.experiment_id], filter_string="tags.`mast.sweep_name` != '' and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time ASC"],
     )
-    table: dict[str, dict[str, tuple[float, float]]] = {}
+    table: dict[str, dict[str, tuple[float, float | None]]] = {}
     for run in runs:  # oldest first, so newer sweeps overwrite
         metrics, tags = run.data.metrics, run.data.tags
         if "test_accuracy" not in metrics:
             continue
         table.setdefault(tags.get("model_label", "?"), {})[tags["task"]] = (
-            100 * metrics["test_accuracy"], 100 * metrics.get("test_accuracy_std", 0.0)
+            100 * metrics["test_accuracy"],
+            100 * metrics["test_accuracy_std"] if "test_accuracy_std" in metrics else None,
         )
     return table
 
@@ -44,10 +45,10 @@ def columns_of(table: dict) -> list[str]:
     return [task for task in known if task in present] + sorted(present - set(known))
 
 
-def cell(value: tuple[float, float] | None) -> str:
+def cell(value: tuple[float, float | None] | None) -> str:
     if value is None:
         return "-"
-    return f"{value[0]:.1f} ± {value[1]:.1f}" if value[1] > 0 else f"{value[0]:.1f}"
+    return f"{value[0]:.1f}" if value[1] is None else f"{value[0]:.1f} ± {value[1]:.1f}"
 
 
 def markdown(table: dict) -> str:
@@ -74,14 +75,14 @@ def write_report(table: dict, out: Path) -> list[Path]:
             row = [label]
             for task in columns:
                 value = table[label].get(task)
-                row += [f"{value[0]:.2f}", f"{value[1]:.2f}"] if value else ["", ""]
+                row += [f"{value[0]:.2f}", "" if value[1] is None else f"{value[1]:.2f}"] if value else ["", ""]
             writer.writerow(row)
     figure, axis = plt.subplots(figsize=(max(6, 1.4 * len(columns)), 4))
     width = 0.8 / max(len(table), 1)
     for offset, label in enumerate(sorted(table)):
         xs = [i + offset * width for i, task in enumerate(columns) if task in table[label]]
         values = [table[label][task] for task in columns if task in table[label]]
-        axis.bar(xs, [v[0] for v in values], width, yerr=[v[1] for v in values], label=label)
+        axis.bar(xs, [v[0] for v in values], width, yerr=[v[1] or 0.0 for v in values], label=label)
     axis.set_xticks([i + width * (len(table) - 1) / 2 for i in range(len(columns))], columns)
     axis.set_ylabel("test accuracy (%)")
     axis.legend(fontsize=8)

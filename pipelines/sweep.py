@@ -188,8 +188,8 @@ def run_sweep(
             client.log_param(parent_id, f"best.{key}", value)
         except Exception:  # a resumed sweep already logged the best config; params are immutable
             pass
-    for key in ("test_accuracy", "test_accuracy_std", "val_accuracy"):
-        client.log_metric(parent_id, key, summary[key])
+    for key in ("test_accuracy", "val_accuracy") + (("test_accuracy_std",) if len(test_scores) > 1 else ()):
+        client.log_metric(parent_id, key, summary[key])  # a std is logged only where there are folds
     client.set_terminated(parent_id, "FINISHED")
     progress(f"[sweep] {task.name}: test accuracy {summary['test_accuracy']:.4f}"
              + (f" ± {summary['test_accuracy_std']:.4f} over {len(test_scores)} folds" if len(test_scores) > 1 else ""))
