@@ -45,6 +45,7 @@ class Source:
     path: str
     weight: float = 1.0
     splits: tuple[str, ...] | None = None  # None: every split
+    folds: tuple[int, ...] | None = None   # None: every fold (cross-validated tasks select by fold)
 
     def manifest(self) -> dict:
         path = Path(self.path) / "manifest.json"
@@ -152,11 +153,13 @@ class ClipFeaturizer:
         mean: float,
         std: float,
         splits: tuple[str, ...] | None = None,
+        folds: tuple[int, ...] | None = None,
     ) -> None:
         torch.set_num_threads(1)  # one actor per CPU: intra-op threads would oversubscribe
         self.settings = settings
         self.mean, self.std = mean, std
         self.splits = set(splits) if splits else None
+        self.folds = {int(fold) for fold in folds} if folds else None
         self.samples = samples_for_frames(settings.frames_per_clip)
         self.execution = _execution_index()
         aug = settings.augment
@@ -184,7 +187,11 @@ class ClipFeaturizer:
         return self.masks(self.crop(normalize(self.mixup(spec), self.mean, self.std)))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        keep = [i for i, split in enumerate(batch["split"]) if self.splits is None or split in self.splits]
+        keep = [
+            i for i, split in enumerate(batch["split"])
+            if (self.splits is None or split in self.splits)
+            and (self.folds is None or (batch["fold"][i] == batch["fold"][i] and int(batch["fold"][i]) in self.folds))
+        ]
         ids = [str(batch["id"][i]) for i in keep]
         mode = self.settings.mode
         if not keep:
@@ -238,6 +245,7 @@ def build_stream(
     files = mixture_files(sources, settings.seed)
     mean, std = stats if stats is not None else normalisation_stats(sources)
     splits = tuple(sorted({s for source in sources for s in (source.splits or ())})) or None
+    folds = tuple(sorted({f for source in sources for f in (source.folds or ())})) or None
     # Ray 2.60's file-indexer reader (datasource v2) needs 2-4 s of planning and worker start-up
     # before its first block; the classic reader streams after ~0.2 s. One block per shard file
     # (row groups of 256 clips inside) keeps the decoding actors busy without tiny read tasks.
@@ -246,10 +254,10 @@ def build_stream(
         files,
         shuffle=FileShuffleConfig(seed=settings.seed) if settings.mode != "eval" else None,
         override_num_blocks=len(files),
-    ).select_columns(["id", "audio", "label_indices", "split"])
+    ).select_columns(["id", "audio", "label_indices", "split"] + (["fold"] if folds else []))
     return dataset.map_batches(
         ClipFeaturizer,
-        fn_constructor_kwargs={"settings": settings, "mean": mean, "std": std, "splits": splits},
+        fn_constructor_kwargs={"settings": settings, "mean": mean, "std": std, "splits": splits, "folds": folds},
         batch_size=settings.batch_size,
         batch_format="numpy",
         compute=ActorPoolStrategy(size=settings.decode_actors),

@@ -33,9 +33,14 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def encoder_digest(encoder_dir: str | Path) -> str:
+    """The first 16 hex digits of the encoder weights' sha256: names caches and sweeps."""
+    return _sha256(Path(encoder_dir) / "encoder.safetensors")[:16]
+
+
 def cache_path(shards: str | Path, encoder_dir: str | Path, frames_per_clip: int) -> Path:
-    shards, encoder_dir = Path(shards), Path(encoder_dir)
-    key = f"{_sha256(encoder_dir / 'encoder.safetensors')[:16]}-{frames_per_clip}f-{_sha256(shards / 'manifest.json')[:8]}"
+    shards = Path(shards)
+    key = f"{encoder_digest(encoder_dir)}-{frames_per_clip}f-{_sha256(shards / 'manifest.json')[:8]}"
     return shards / "embeddings" / f"{key}.parquet"
 
 

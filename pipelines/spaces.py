@@ -1,5 +1,7 @@
-"""Ray Tune search spaces from ``tune_spaces/<task>.yaml``, validated before a sweep starts.
+"""Ray Tune search spaces from ``tune_spaces/<task>.yaml`` (linear protocol) and
+``tune_spaces/finetune/<task>.yaml`` (fine-tune protocol), validated before a sweep starts.
 
+    protocol: linear              # or finetune; must match `mast sweep --protocol`
     num_samples: 8
     metric: val_accuracy          # always maximised; selection never sees the test split
     scheduler: {type: asha, grace_period: 5, reduction_factor: 2}
@@ -11,19 +13,26 @@
       dropout: {uniform: [0.0, 0.5]}
       max_epochs: 50              # a plain value is fixed for every trial
 
-Only the hyperparameters the protocol knows may appear (``PROBE_KEYS`` for ``linear``), so a
-typo fails at load time instead of being ignored by every trial.
+Only the hyperparameters the protocol knows may appear (``PROBE_KEYS`` for ``linear``,
+``FINETUNE_KEYS`` for ``finetune``), so a typo fails at load time instead of being ignored by
+every trial. For ``finetune``, ``resources`` are per Train worker and ``workers`` sets how many
+workers each trial's ``TorchTrainer`` runs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Literal
+
+from mast_core.finetune import FinetuneSettings
 
 from .config import ConfigError, load_config
 
 SPACE_DIR = Path(__file__).resolve().parents[1] / "tune_spaces"
 PROBE_KEYS = ("lr", "weight_decay", "batch_size", "max_epochs", "patience", "dropout")
+FINETUNE_KEYS = tuple(f.name for f in fields(FinetuneSettings) if f.name != "seed")
+PROTOCOL_KEYS = {"linear": PROBE_KEYS, "finetune": FINETUNE_KEYS}
 SAMPLERS = ("loguniform", "uniform", "choice", "randint")
 
 
@@ -43,24 +52,29 @@ class SchedulerSpec:
 @dataclass
 class TuneSpace:
     space: dict
+    protocol: Literal["linear", "finetune"] = "linear"
     num_samples: int = 8
     metric: str = "val_accuracy"
     scheduler: SchedulerSpec = field(default_factory=SchedulerSpec)
     resources: dict[str, float] = field(default_factory=lambda: {"cpu": 1.0})
+    workers: int = 1
 
     def validate(self) -> None:
         if self.num_samples < 1:
             raise ConfigError(f"num_samples: must be >= 1, got {self.num_samples}")
         if self.metric != "val_accuracy":
             raise ConfigError(f"metric: selection uses 'val_accuracy' (validation split only), got {self.metric!r}")
-        unknown = sorted(set(self.space) - set(PROBE_KEYS))
+        allowed = PROTOCOL_KEYS[self.protocol]
+        unknown = sorted(set(self.space) - set(allowed))
         if unknown:
-            raise ConfigError(f"space.{unknown[0]}: not a hyperparameter of the linear protocol; allowed: {list(PROBE_KEYS)}")
+            raise ConfigError(f"space.{unknown[0]}: not a hyperparameter of the {self.protocol} protocol; allowed: {list(allowed)}")
         for key, spec in self.space.items():
             _check_sampler(f"space.{key}", spec)
         unknown = sorted(set(self.resources) - {"cpu", "gpu"})
         if unknown:
             raise ConfigError(f"resources.{unknown[0]}: only cpu and gpu")
+        if self.workers < 1 or (self.workers > 1 and self.protocol == "linear"):
+            raise ConfigError(f"workers: >= 1, and only the finetune protocol runs several, got {self.workers}")
 
     def tune_space(self) -> dict:
         """The space as Ray Tune sampling objects (fixed values stay plain)."""
@@ -95,9 +109,19 @@ def _check_sampler(key: str, spec) -> None:
         raise ConfigError(f"{key}.loguniform: bounds must be positive, got {values!r}")
 
 
-def load_space(task: str, path: str | Path | None = None) -> TuneSpace:
-    """``tune_spaces/<task>.yaml``, or the file given with ``--space``."""
-    path = Path(path) if path is not None else SPACE_DIR / f"{task}.yaml"
+def default_space_path(task: str, protocol: str = "linear") -> Path:
+    return SPACE_DIR / f"{task}.yaml" if protocol == "linear" else SPACE_DIR / protocol / f"{task}.yaml"
+
+
+def load_space(task: str, path: str | Path | None = None, protocol: str = "linear") -> TuneSpace:
+    """The protocol's default space of ``task``, or the file given with ``--space``; the file's
+    ``protocol`` must be the one asked for."""
+    path = Path(path) if path is not None else default_space_path(task, protocol)
     if not path.is_file():
-        raise ConfigError(f"{path}: search space not found (expected tune_spaces/{task}.yaml or --space FILE)")
-    return load_config(TuneSpace, path)
+        expected = default_space_path(task, protocol).relative_to(SPACE_DIR.parent)
+        raise ConfigError(f"{path}: search space not found (expected {expected} or --space FILE)")
+    space = load_config(TuneSpace, path)
+    if space.protocol != protocol:
+        raise ConfigError(f"{path}: protocol is {space.protocol!r} but the sweep asks for {protocol!r} "
+                          f"(set `protocol: {protocol}` in the file or pass --protocol {space.protocol})")
+    return space

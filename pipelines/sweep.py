@@ -1,13 +1,17 @@
-"""`mast sweep TASK --checkpoint ENCODER_DIR`: a Ray Tune sweep of linear evaluation for one task.
+"""`mast sweep TASK --checkpoint CKPT [--protocol linear|finetune]`: a Ray Tune sweep for one task.
 
-1. Load the task (``configs/tasks``) and its search space (``tune_spaces``); both are validated
-   before any work starts.
-2. Embed every clip once with the frozen encoder (``pipelines.embeddings``; cached).
-3. Tune trials fit linear probes on the *train* rows and report accuracy on the *validation*
-   rows only (ASHA stops weak trials early). The test rows never leave the driver.
-4. The best configuration is refitted once per round (one round, or one per fold) and scored on
-   the test rows; a fold task's score is the mean over folds.
-5. MLflow: one parent run per sweep (task, protocol, checkpoint, best config, test score) with a
+1. Load the task (``configs/tasks``) and its search space (``tune_spaces/TASK.yaml``, or
+   ``tune_spaces/finetune/TASK.yaml``); both are validated before any work starts. CKPT is an
+   exported encoder folder, an MLflow run id or ``runs:/`` URI of a pretraining run, ``random:ARCH``
+   (a seeded random initialisation, e.g. ``random:mast_small``) or ``imagenet:ARCH:TIMM_FILE``.
+2. ``linear`` (default): embed every clip once with the frozen encoder (``pipelines.embeddings``;
+   cached), and each Tune trial fits linear probes on the *train* rows and reports accuracy on the
+   *validation* rows. ``finetune``: each trial is a Ray Train run (``pipelines.finetune``) that
+   updates the encoder and a linear head on the train clips and scores the validation clips.
+   ASHA stops weak trials early. Test clips never reach a trial.
+3. The best configuration is refitted once per round (one round, or one per fold) and scored on
+   the test clips; a fold task's score is the mean over folds.
+4. MLflow: one parent run per sweep (task, protocol, checkpoint, best config, test score) with a
    child run per trial (its params and per-epoch validation accuracy).
 
 ``--resume`` continues an interrupted sweep with ``Tuner.restore``; finished trials are kept.
@@ -94,11 +98,72 @@ def _parent_run(client, experiment: str, name: str, tags: dict) -> tuple[str, bo
     return run.info.run_id, False
 
 
+def _linear_plan(task: TaskConfig, encoder_dir: Path, num_classes: int, progress) -> tuple:
+    """(trainable, test scorer, key, tags): probes on cached embeddings; tests stay in the driver."""
+    from ray import tune
+
+    cache, cached = embed_task(task.shards, encoder_dir, task.frames_per_clip, progress=progress)
+    rounds, tests = split_rounds(task, load_embeddings(cache))
+
+    def score_tests(best_config: dict, _space: TuneSpace) -> list[float]:
+        settings = probe_settings(best_config)
+        scores = []
+        for data_round, (test_x, test_y) in zip(rounds, tests):  # the test rows are used here, once
+            probe = fit_linear_probe(*data_round["train"], *data_round["validation"], settings, num_classes=num_classes)
+            scores.append(probe.accuracy(test_x, test_y))
+        return scores
+
+    trainable = tune.with_parameters(linear_trial, rounds=rounds, num_classes=num_classes)
+    return trainable, score_tests, cache.stem.split("-")[0], {"embedding_cache": str(cache)}, {"embeddings_cached": cached}
+
+
+def _finetune_plan(task: TaskConfig, encoder_dir: Path, num_classes: int, space: TuneSpace, storage: Path) -> tuple:
+    """(trainable, test scorer, key, tags): a Train run per trial; the best config refitted per round."""
+    from ray import tune
+
+    from mast_core.checkpoint import load_encoder
+
+    from .embeddings import encoder_digest
+    from .finetune import fit_round, finetune_settings, finetune_trial
+
+    _, features = load_encoder(encoder_dir)
+    stats = (features.mean, features.std)
+    key = encoder_digest(encoder_dir)
+    runs = storage / f"{task.name}-finetune-{key}-train"  # the trials' Train runs, beside the Tune experiment
+    common = {"workers": space.workers, "use_gpu": space.resources.get("gpu", 0) > 0,
+              "cpus_per_worker": space.resources.get("cpu", 1.0)}
+
+    def score_tests(best_config: dict, _space: TuneSpace) -> list[float]:
+        scores = []
+        for fold in task.rounds:  # the test clips reach a Trainer here only, after selection
+            metrics = fit_round(task, encoder_dir, finetune_settings(best_config), fold=fold, num_classes=num_classes,
+                                stats=stats, storage=runs, name=f"test-round-{fold or 0}", with_test=True, **common)
+            scores.append(metrics["test_accuracy"])
+        return scores
+
+    trainable = tune.with_parameters(finetune_trial, task=task, encoder_dir=str(encoder_dir), num_classes=num_classes,
+                                     stats=stats, storage=str(runs), **common)
+    return trainable, score_tests, key, {}, {}
+
+
+def max_concurrent_finetune_trials(space: TuneSpace) -> int:
+    """Trials that fit the cluster at once. Each needs its Train workers plus its data actors, and a
+    trial started without them would wait for ever: Tune's own accounting sees only the trial
+    function. One CPU stays free for Ray Data's file-listing tasks (the hang in the platform notes)."""
+    import ray
+
+    from .finetune import DATA_ACTORS_PER_TRIAL
+
+    per_trial = space.workers * space.resources.get("cpu", 1.0) + DATA_ACTORS_PER_TRIAL
+    return max(1, int((ray.cluster_resources().get("CPU", 1) - 1) // per_trial))
+
+
 def run_sweep(
     task: TaskConfig,
     encoder_dir: str | Path,
     space: TuneSpace,
     *,
+    protocol: str = "linear",
     storage: str | Path = "runs/sweeps",
     tracking_uri: str | None = None,
     experiment: str = "mast-sweeps",
@@ -116,32 +181,39 @@ def run_sweep(
 
     encoder_dir = Path(encoder_dir)
     shards = Path(task.shards)
+    if protocol not in ("linear", "finetune"):
+        raise ConfigError(f"protocol: 'linear' or 'finetune', got {protocol!r}")
+    if space.protocol != protocol:
+        raise ConfigError(f"the search space is for the {space.protocol} protocol, the sweep asks for {protocol}")
     if not (shards / "manifest.json").is_file():
         raise ConfigError(f"{shards}/manifest.json not found; make the shards with: {task.ingest}")
     if not (encoder_dir / "encoder.safetensors").is_file():
         raise ConfigError(f"--checkpoint {encoder_dir}: not an exported encoder folder (encoder.safetensors + config.json)")
     manifest = json.loads((shards / "manifest.json").read_text())
-    tracking_uri = tracking_uri or default_tracking_uri()
-    init_ray()
-    cache, cached = embed_task(shards, encoder_dir, task.frames_per_clip, progress=progress)
-    data = load_embeddings(cache)
-    rounds, tests = split_rounds(task, data)
     num_classes = len(manifest["vocabulary"])
+    tracking_uri = tracking_uri or default_tracking_uri()
+    storage = Path(storage).resolve()
+    init_ray()
 
-    name = f"{task.name}-linear-{cache.stem.split('-')[0]}"
+    if protocol == "linear":
+        trainable, score_tests, key, tags, extra = _linear_plan(task, encoder_dir, num_classes, progress)
+    else:
+        trainable, score_tests, key, tags, extra = _finetune_plan(task, encoder_dir, num_classes, space, storage)
+    name = f"{task.name}-{protocol}-{key}"
     client = MlflowClient(tracking_uri)
     arch = json.loads((encoder_dir / "config.json").read_text())["arch"]
     parent_id, _ = _parent_run(client, experiment, name, {
-        "task": task.name, "protocol": "linear", "checkpoint": str(encoder_dir.resolve()), "embedding_cache": str(cache),
-        "model_label": label or f"{arch.upper()} {encoder_dir.resolve().name}",
+        "task": task.name, "protocol": protocol, "checkpoint": str(encoder_dir.resolve()),
+        "model_label": label or f"{arch.upper()} {encoder_dir.resolve().name}", **tags,
     })
-    progress(f"[sweep] {task.name}: {len(task.rounds)} round(s), {num_classes} classes; MLflow parent run {parent_id}")
+    progress(f"[sweep] {task.name} ({protocol}): {len(task.rounds)} round(s), {num_classes} classes; MLflow parent run {parent_id}")
 
-    trainable = tune.with_resources(
-        tune.with_parameters(linear_trial, rounds=rounds, num_classes=num_classes),
-        {key.upper(): value for key, value in space.resources.items()},
-    )
-    path = Path(storage).resolve() / name
+    resources = {key.upper(): value for key, value in space.resources.items()}
+    concurrency = None
+    if protocol == "finetune":  # the trial function only drives a TorchTrainer, which holds the resources
+        resources, concurrency = {"CPU": 0.01}, max_concurrent_finetune_trials(space)
+    trainable = tune.with_resources(trainable, resources)
+    path = storage / name
     if resume and tune.Tuner.can_restore(str(path)):
         progress(f"[sweep] resuming {path}")
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
@@ -155,9 +227,10 @@ def run_sweep(
         tuner = tune.Tuner(
             trainable,
             param_space=space.tune_space(),
-            tune_config=tune.TuneConfig(metric="val_accuracy", mode="max", num_samples=space.num_samples, scheduler=scheduler),
+            tune_config=tune.TuneConfig(metric="val_accuracy", mode="max", num_samples=space.num_samples, scheduler=scheduler,
+                                        max_concurrent_trials=concurrency),
             run_config=tune.RunConfig(
-                name=name, storage_path=str(Path(storage).resolve()),
+                name=name, storage_path=str(storage),
                 callbacks=[MLflowLoggerCallback(tracking_uri=tracking_uri, experiment_name=experiment,
                                                 tags={"mlflow.parentRunId": parent_id, "task": task.name}, save_artifact=False)],
             ),
@@ -167,13 +240,10 @@ def run_sweep(
     best_config = dict(best.config)
     progress(f"[sweep] best validation accuracy {best.metrics['val_accuracy']:.4f} with {best_config}")
 
-    settings = probe_settings(best_config)
-    test_scores = []
-    for data_round, (test_x, test_y) in zip(rounds, tests):  # the test rows are used here, once
-        probe = fit_linear_probe(*data_round["train"], *data_round["validation"], settings, num_classes=num_classes)
-        test_scores.append(probe.accuracy(test_x, test_y))
+    test_scores = score_tests(best_config, space)
     summary = {
         "task": task.name,
+        "protocol": protocol,
         "test_accuracy": statistics.mean(test_scores),
         "test_accuracy_std": statistics.pstdev(test_scores) if len(test_scores) > 1 else 0.0,
         "test_scores": test_scores,
@@ -181,7 +251,7 @@ def run_sweep(
         "best_config": best_config,
         "trials": len(results),
         "parent_run_id": parent_id,
-        "embeddings_cached": cached,
+        **extra,
     }
     for key, value in best_config.items():
         try:
@@ -196,23 +266,52 @@ def run_sweep(
     return summary
 
 
+ARCHITECTURES = ("mast_tiny", "mast_small", "mast_base", "ast_tiny", "ast_base")
+
+
+def resolve_encoder(spec: str, storage: Path, tracking_uri: str | None = None) -> Path:
+    """The exported encoder folder that ``--checkpoint`` names; initialisations are exported once
+    under ``<storage>/encoders/`` so every sweep of the same init shares its embedding cache."""
+    from mast_core import ast as ast_models
+    from mast_core import mast as mast_models
+    from mast_core.checkpoint import save_encoder
+
+    kind, _, rest = str(spec).partition(":")
+    if kind in ("random", "imagenet"):
+        arch, _, weights = rest.partition(":")
+        if arch not in ARCHITECTURES:
+            raise ConfigError(f"--checkpoint {spec}: architecture {arch!r} is not one of {', '.join(ARCHITECTURES)}")
+        if kind == "imagenet" and not Path(weights).is_file():
+            raise ConfigError(f"--checkpoint {spec}: give imagenet:ARCH:TIMM_FILE with a local timm checkpoint file")
+        folder = Path(storage).resolve() / "encoders" / (f"random-{arch}-seed0" if kind == "random" else f"imagenet-{arch}-{Path(weights).stem}")
+        if not (folder / "encoder.safetensors").is_file():
+            torch.manual_seed(0)
+            model = getattr(mast_models if arch.startswith("mast") else ast_models, arch)()
+            if kind == "imagenet":
+                from mast_core.imagenet import init_from_imagenet
+
+                init_from_imagenet(model, weights)
+            save_encoder(model, folder)
+        return folder
+    return Path(spec)
+
+
 def run(args: argparse.Namespace) -> None:
     try:
         names = task_names() if args.all else [args.task]
         if not args.all and args.task is None:
             raise ConfigError("give a TASK or --all")
-        if args.protocol != "linear":
-            raise ConfigError("--protocol finetune is not implemented yet; use linear")
         jobs = []
         for name in names:
             task = load_task(name)
             if args.all and not (Path(task.shards) / "manifest.json").is_file():
                 print(f"[sweep] skipping {name}: no shards at {task.shards}", file=sys.stderr)
                 continue
-            jobs.append((task, load_space(task.name, args.space)))
+            jobs.append((task, load_space(task.name, args.space, args.protocol)))
+        encoder = resolve_encoder(args.checkpoint, Path(args.storage), args.tracking_uri)
         for task, space in jobs:
-            run_sweep(task, args.checkpoint, space, storage=args.storage, tracking_uri=args.tracking_uri, resume=args.resume,
-                      label=args.label)
+            run_sweep(task, encoder, space, protocol=args.protocol, storage=args.storage, tracking_uri=args.tracking_uri,
+                      resume=args.resume, label=args.label)
     except ConfigError as error:
         raise SystemExit(f"mast sweep: {error}") from None
 
@@ -222,8 +321,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("task", nargs="?", help=f"one of: {', '.join(task_names())}")
     parser.add_argument("--all", action="store_true", help="every task whose shards exist")
-    parser.add_argument("--checkpoint", required=True, type=Path, help="exported encoder folder")
-    parser.add_argument("--space", type=Path, default=None, help="search space YAML (default tune_spaces/TASK.yaml)")
+    parser.add_argument("--checkpoint", required=True,
+                        help="exported encoder folder, MLflow run id or runs:/ URI, random:ARCH or imagenet:ARCH:TIMM_FILE")
+    parser.add_argument("--space", type=Path, default=None,
+                        help="search space YAML (default tune_spaces/TASK.yaml, tune_spaces/finetune/TASK.yaml)")
     parser.add_argument("--protocol", choices=("linear", "finetune"), default="linear")
     parser.add_argument("--storage", default="runs/sweeps", help="Ray Tune storage folder")
     parser.add_argument("--tracking-uri", default=None)
