@@ -113,3 +113,55 @@ def test_report_renders_the_table_from_mlflow(setup, tmp_path, capsys):
     row = next(line for line in printed.splitlines() if line.startswith("| MAST random"))
     assert "±" in row.split("|")[3] and "±" not in row.split("|")[2]  # only the fold task has a std
     assert {p.name for p in (tmp_path / "report").iterdir()} == {"results.md", "results.csv", "results.png"}
+
+
+SLOW_SPACE = """num_samples: 4
+scheduler: {type: fifo}
+resources: {cpu: 4}          # one trial at a time, so the sweep is interrupted between trials
+space:
+  lr: {loguniform: [1.0e-3, 1.0e-1]}
+  batch_size: 4
+  max_epochs: 25
+  patience: 25
+"""
+
+
+@pytest.mark.slow
+def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(setup, tmp_path):
+    """Kill `mast sweep` (SIGKILL, like a lost driver) after two trials, then `--resume`."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    base, tasks, _, encoder = setup
+    task = tasks["speech_commands"]
+    (tmp_path / "space.yaml").write_text(SLOW_SPACE)
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    command = [sys.executable, "-m", "pipelines.cli", "sweep", str(base / "fx_speech_commands.yaml"), "--checkpoint", str(encoder),
+               "--space", str(tmp_path / "space.yaml"), "--storage", str(tmp_path / "tune"), "--tracking-uri", tracking]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                               env={**os.environ, "RAY_ADDRESS": ""})
+    finished: dict[str, int] = {}
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.5)
+            finished = {path.parent.name: len(path.read_text().splitlines())
+                        for path in (tmp_path / "tune").glob("*/*/result.json")
+                        if '"done": true' in path.read_text()}
+            if len(finished) >= 2:
+                break
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    assert 2 <= len(finished) < 4, f"the sweep was not caught midway: {len(finished)} trials had finished"
+
+    summary = run_sweep(task, encoder, load_space("any", tmp_path / "space.yaml"), storage=tmp_path / "tune",
+                        tracking_uri=tracking, resume=True, progress=QUIET)
+    assert summary["trials"] == 4
+    results = {path.parent.name: len(path.read_text().splitlines()) for path in (tmp_path / "tune").glob("*/*/result.json")}
+    assert len(results) == 4
+    for name, lines in finished.items():  # a finished trial was not run again: no new results
+        assert results[name] == lines, name
