@@ -1,10 +1,20 @@
 """MAST / SS-MAST library: features, augmentations, encoders, objectives, checkpoint I/O.
 
-PyTorch and torchaudio only; the Ray and MLflow recipes live in ``pipelines/``.
+PyTorch and torchaudio only; the Ray and MLflow recipes live in ``pipelines/``. MLflow URIs
+given to :func:`load_encoder` import MLflow lazily (an optional dependency).
+
+Example::
+
+    from mast_core import Embedder, load_encoder
+    from mast_core import hear                      # HEAR 2021 API
+
+    embedder = Embedder(*load_encoder("exports/mast-s"))   # or "runs:/<run id>/encoder"
+    clip = embedder.embed([wave]).clip                      # (1, 768)
 """
 
 from .ast import AST, ast_base, ast_tiny
-from .checkpoint import FeatureSettings, load_encoder, save_encoder
+from .checkpoint import CheckpointError, FeatureSettings, load_encoder, resolve_checkpoint, save_encoder
+from .embed import Embedder, Embeddings, read_clip
 from .features import compute_stats, log_mel, normalize
 from .imagenet import init_from_imagenet
 from .mast import MAST, mast_base, mast_small, mast_tiny
@@ -12,7 +22,7 @@ from .ssast import SSAST
 from .ssmast import SSMAST
 
 __all__ = [
-    "AST", "MAST", "SSAST", "SSMAST", "FeatureSettings", "ast_base", "ast_tiny", "compute_stats",
-    "init_from_imagenet", "load_encoder", "log_mel", "mast_base", "mast_small", "mast_tiny",
-    "normalize", "save_encoder",
+    "AST", "MAST", "SSAST", "SSMAST", "CheckpointError", "Embedder", "Embeddings", "FeatureSettings", "ast_base",
+    "ast_tiny", "compute_stats", "init_from_imagenet", "load_encoder", "log_mel", "mast_base", "mast_small",
+    "mast_tiny", "normalize", "read_clip", "resolve_checkpoint", "save_encoder",
 ]

@@ -9,11 +9,18 @@ Example::
 
     save_encoder(model, "exports/mast-s", features=FeatureSettings(mean=-4.27, std=4.57))
     model, features = load_encoder("exports/mast-s")
+    model, features = load_encoder("runs:/0a1b.../encoder")     # an MLflow run's logged encoder
+
+Sources: :func:`load_encoder` takes an exported folder (or a file inside one) or an MLflow URI
+(``runs:/<run id>/encoder``, ``models:/<name>/<version>``, ``mlflow-artifacts:/...``). MLflow
+is optional: it is imported only inside :func:`download_mlflow_artifacts`, when such a URI is
+given, so ``import mast_core`` never loads it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -116,9 +123,100 @@ def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: s
         raise CheckpointError(f"{source}: " + " | ".join(problems))
 
 
-def load_encoder(directory: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, FeatureSettings]:
-    """Rebuild an exported encoder and its feature settings; the model is returned in eval mode."""
-    directory = Path(directory)
+MLFLOW_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/")
+
+
+def is_mlflow_uri(source: object) -> bool:
+    """True for ``runs:/...``, ``models:/...`` and ``mlflow-artifacts:/...`` strings."""
+    return isinstance(source, str) and source.startswith(MLFLOW_SCHEMES)
+
+
+def download_mlflow_artifacts(uri: str, tracking_uri: str | None = None) -> Path:
+    """Download the artifacts at an MLflow ``uri`` to a local folder and return it.
+
+    The one place the library imports MLflow (lazily: it is an optional dependency). Without
+    ``tracking_uri`` MLflow's own default applies (``MLFLOW_TRACKING_URI`` or its local store).
+    """
+    try:
+        from mlflow.artifacts import download_artifacts  # optional dependency: imported only here
+    except ImportError as error:
+        raise CheckpointError(f"{uri}: loading from an MLflow URI needs the mlflow package ({error})") from None
+    where = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "MLflow's default tracking URI"
+    try:
+        local = download_artifacts(artifact_uri=uri, tracking_uri=tracking_uri)
+    except Exception as error:  # MLflow raises MlflowException, OSError or HTTP errors by store
+        raise CheckpointError(f"{uri}: cannot be downloaded from MLflow at {where} ({type(error).__name__}: {error})") from None
+    return Path(local)
+
+
+def find_encoder_folder(root: str | Path, max_depth: int = 3) -> Path:
+    """``root`` if it holds ``config.json`` + ``encoder.safetensors``, else the one folder below it that does.
+
+    MLflow models logged by ``mast export --mlflow`` keep the encoder under ``artifacts/encoder``;
+    this finds it, so ``models:/<name>/<version>`` works like ``runs:/<id>/encoder``.
+    """
+    root = Path(root)
+
+    def is_export(folder: Path) -> bool:
+        return (folder / CONFIG_FILE).is_file() and (folder / WEIGHTS_FILE).is_file()
+
+    if is_export(root):
+        return root
+    found = []
+    for depth in range(1, max_depth + 1):
+        found = sorted(folder for folder in root.glob("/".join("*" * depth)) if folder.is_dir() and is_export(folder))
+        if found:
+            break
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise CheckpointError(f"{root}: holds several exported encoders ({', '.join(str(f) for f in found)}); name one")
+    raise CheckpointError(f"{root}: not an exported encoder folder (no {CONFIG_FILE} + {WEIGHTS_FILE} in it or below it)")
+
+
+def resolve_checkpoint(source: str | Path, tracking_uri: str | None = None) -> Path:
+    """Local folder of an exported encoder given a folder, a file in it, or an MLflow URI.
+
+    MLflow URIs (``runs:/<run id>/encoder``, ``models:/<name>/<version>``,
+    ``mlflow-artifacts:/...``) are downloaded with ``mlflow.artifacts.download_artifacts``.
+    A bare run id is not guessed here (``mast embed`` and ``mast export`` accept one).
+
+    Example::
+
+        folder = resolve_checkpoint("runs:/0a1b2c.../encoder", tracking_uri="sqlite:///mlflow.db")
+        folder = resolve_checkpoint("exports/mast-s/encoder.safetensors")   # -> exports/mast-s
+    """
+    if is_mlflow_uri(source):
+        return find_encoder_folder(download_mlflow_artifacts(str(source), tracking_uri))
+    if isinstance(source, str) and "://" in source and not Path(source).exists():
+        raise CheckpointError(
+            f"{source}: not a local folder, and not an MLflow URI ({', '.join(s + '...' for s in MLFLOW_SCHEMES)})"
+        )
+    path = Path(source)
+    if path.is_file():
+        if path.name not in (WEIGHTS_FILE, CONFIG_FILE):
+            raise CheckpointError(f"{path}: is a file; expected an exported encoder folder ({WEIGHTS_FILE} + {CONFIG_FILE})")
+        path = path.parent
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: checkpoint folder not found (expected a folder with {WEIGHTS_FILE} + {CONFIG_FILE}, or an MLflow URI)")
+    return path
+
+
+def load_encoder(
+    source: str | Path, map_location: str | torch.device = "cpu", *, tracking_uri: str | None = None
+) -> tuple[nn.Module, FeatureSettings]:
+    """Rebuild an exported encoder and its feature settings; the model is returned in eval mode.
+
+    ``source`` is an exported folder, a file in one, or an MLflow URI (see
+    :func:`resolve_checkpoint`). Only safetensors and JSON are read: nothing is unpickled.
+
+    Example::
+
+        model, features = load_encoder("exports/mast-s")
+        model, features = load_encoder("runs:/0a1b2c.../encoder", tracking_uri="http://mlflow:5000")
+        features.sample_rate, features.mean, features.std     # 16000, the encoder's stats
+    """
+    directory = resolve_checkpoint(source, tracking_uri)
     config = read_config(directory)
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():
