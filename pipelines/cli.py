@@ -7,9 +7,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import cluster, demo, ingest, pretrain, report, sweep, synth
+from . import cluster, demo, embed, export, ingest, pretrain, report, sweep, synth
 
-SUBCOMMANDS = (demo, ingest, pretrain, sweep, report, cluster, synth)
+SUBCOMMANDS = (demo, ingest, pretrain, sweep, report, embed, export, cluster, synth)
 
 
 def build_parser() -> argparse.ArgumentParser:

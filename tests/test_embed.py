@@ -208,6 +208,22 @@ def test_files_are_downmixed_and_resampled(encoders, tmp_path, capsys):
     assert not torch.allclose(vectors[0], left_only, atol=1e-3)  # both channels count
 
 
+def test_folders_are_searched_for_every_audio_format(encoders, tmp_path, capsys):
+    from pipelines.embed import expand_inputs
+
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    sf.write(tmp_path / "in" / "a.mp3", signal(1.0, 40), RATE, format="MP3")
+    sf.write(tmp_path / "in" / "sub" / "b.ogg", signal(1.0, 41), RATE, format="OGG", subtype="VORBIS")
+    sf.write(tmp_path / "in" / "sub" / "C.WAV", signal(1.0, 42), 22_050)
+    (tmp_path / "in" / "sub" / "readme.md").write_text("skip me")
+    files = expand_inputs([str(tmp_path / "in"), str(tmp_path / "in" / "a.mp3")])  # duplicates dropped
+    assert [f.name for f in files] == ["a.mp3", "C.WAV", "b.ogg"]
+    run_cli("embed", tmp_path / "in", "--checkpoint", encoders["ast"], "--out", tmp_path / "e.parquet")
+    paths, vectors, summary = table_embeddings(tmp_path / "e.parquet")
+    assert [p.split("/")[-1] for p in paths] == ["a.mp3", "C.WAV", "b.ogg"]
+    assert vectors.shape == (3, 192) and torch.isfinite(vectors).all() and summary["arch"] == "ast"
+
+
 def test_undecodable_files_are_skipped_and_reported(encoders, tmp_path, capsys):
     good = tmp_path / "good.flac"
     sf.write(good, signal(1.0, 30), RATE, subtype="PCM_16")

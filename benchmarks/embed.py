@@ -1,0 +1,118 @@
+"""Throughput of the `mast embed` path: clips/s for 10 s FLAC files, per encoder and device.
+
+The measured path is exactly what `mast embed` runs (``pipelines.embed.embed_files``): threaded
+FLAC decoding one chunk ahead, per-clip log-mel + normalisation, windowed and batched encoder
+calls, Parquet writing. Encoders are random-init ``mast_tiny`` and ``mast_small`` (speed does
+not depend on the weights) exported with ``save_encoder`` and loaded back with ``load_encoder``;
+the clips are real 16-bit FLAC files (tones and noise) written with soundfile. A warm-up run
+on a few files (not timed) comes first; the best of ``--repeats`` timed runs is reported.
+
+    python benchmarks/embed.py                            # CPU (and CUDA when available)
+    python benchmarks/embed.py --clips 256 --batch-size 32 --models mast_small
+
+Columns: clips/s, audio seconds embedded per wall-clock second ("x realtime"), and the share of
+the time spent in the encoder alone (the rest is decoding, features, batching and Parquet).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import soundfile as sf  # noqa: E402
+import torch  # noqa: E402
+
+from mast_core import Embedder, FeatureSettings, load_encoder, save_encoder  # noqa: E402
+from mast_core.embed import bucket_frames  # noqa: E402
+from mast_core.mast import mast_small, mast_tiny  # noqa: E402
+from pipelines.embed import embed_files  # noqa: E402
+
+MODELS = {"mast_tiny": mast_tiny, "mast_small": mast_small}
+RATE = 16_000
+
+
+def write_clips(folder: Path, count: int, seconds: float, seed: int = 0) -> list[Path]:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * RATE)) / RATE
+    files = []
+    for index in range(count):
+        tones = sum(np.sin(2 * np.pi * f * t) for f in rng.uniform(80, 4000, size=4)) / 8
+        wave = (tones + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+        path = folder / f"clip{index:04d}.flac"
+        sf.write(path, wave, RATE, subtype="PCM_16")
+        files.append(path)
+    return files
+
+
+def encoder_seconds(embedder: Embedder, frames: int, clips: int) -> float:
+    """Encoder time alone for ``clips`` clips of ``frames`` frames, in batches of the embedder's size."""
+    spec = torch.randn(embedder.batch_size, 128, bucket_frames(frames), device=embedder.device)  # padded as embed pads
+    lengths = torch.full((embedder.batch_size,), frames, device=embedder.device)
+    calls = -(-clips // embedder.batch_size)
+    with torch.no_grad():
+        embedder._encode(spec, lengths)
+        if embedder.device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        for _ in range(calls):
+            embedder._encode(spec, lengths)
+        if embedder.device.type == "cuda":
+            torch.cuda.synchronize()
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--clips", type=int, default=64, help="files per run (default 64)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each clip (default 10)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2, help="decoding threads (default 2, as `mast embed`)")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, plus cuda when available")
+    args = parser.parse_args()
+    devices = args.devices or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        (scratch / "audio").mkdir()
+        files = write_clips(scratch / "audio", args.clips, args.seconds)
+        print(f"{len(files)} FLAC clips of {args.seconds:g} s; batch {args.batch_size} windows; {args.workers} decoding threads; "
+              f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {os.cpu_count()} cores")
+        rows = []
+        for name in args.models:
+            torch.manual_seed(0)
+            folder = save_encoder(MODELS[name]().eval(), scratch / name, FeatureSettings())
+            params = sum(p.numel() for p in load_encoder(folder)[0].parameters())
+            for device in devices:
+                model, features = load_encoder(folder, map_location=device)
+                embedder = Embedder(model, features, batch_size=args.batch_size, device=device)
+                quiet = lambda *_: None  # noqa: E731
+                embed_files(files[: min(4, len(files))], embedder, scratch / "warm.parquet", workers=args.workers, progress=quiet)
+                best = float("inf")
+                for _ in range(args.repeats):
+                    started = time.perf_counter()
+                    summary = embed_files(files, embedder, scratch / "out.parquet", workers=args.workers, progress=quiet)
+                    best = min(best, time.perf_counter() - started)
+                    assert summary["embedded"] == len(files)
+                frames = 1 + (int(args.seconds * RATE) - 400) // 160
+                encoder = min(encoder_seconds(embedder, frames, len(files)) for _ in range(args.repeats))
+                rows.append((name, f"{params / 1e6:.1f} M", device, len(files) / best, len(files) * args.seconds / best, encoder / best))
+                print(f"  {name} on {device}: {len(files) / best:.1f} clips/s", flush=True)
+
+    print()
+    print("| encoder | params | device | clips/s | x realtime | encoder share |")
+    print("|---|---|---|---|---|---|")
+    for name, params, device, rate, realtime, share in rows:
+        print(f"| {name} | {params} | {device} | {rate:.1f} | {realtime:.0f} | {share:.0%} |")
+
+
+if __name__ == "__main__":
+    main()
