@@ -1,17 +1,25 @@
 """Throughput of the `mast embed` path: clips/s for 10 s FLAC files, per encoder and device.
 
-The measured path is exactly what `mast embed` runs (``pipelines.embed.embed_files``): threaded
-FLAC decoding one chunk ahead, per-clip log-mel + normalisation, windowed and batched encoder
-calls, Parquet writing. Encoders are random-init ``mast_tiny`` and ``mast_small`` (speed does
+The measured path is exactly what `mast embed` runs (``pipelines.embed.embed_files``): FLAC
+decoding and per-clip log-mel + normalisation in worker threads one chunk ahead, windowed and
+batched encoder calls in the main thread, Parquet writing. Encoders are random-init ``mast_tiny`` and ``mast_small`` (speed does
 not depend on the weights) exported with ``save_encoder`` and loaded back with ``load_encoder``;
 the clips are real 16-bit FLAC files (tones and noise) written with soundfile. A warm-up run
 on a few files (not timed) comes first; the best of ``--repeats`` timed runs is reported.
 
     python benchmarks/embed.py                            # CPU (and CUDA when available)
     python benchmarks/embed.py --clips 256 --batch-size 32 --models mast_small
+    python benchmarks/embed.py --threads 1       # on a CPU shared with other jobs (see below)
 
-Columns: clips/s, audio seconds embedded per wall-clock second ("x realtime"), and the share of
-the time spent in the encoder alone (the rest is decoding, features, batching and Parquet).
+Columns: clips/s of the whole path, audio seconds embedded per wall-clock second ("x realtime"),
+and, for reference, clips/s of the encoder alone on the same padded batches (the difference is
+decoding, features, batching and Parquet; on a small CPU the decoding threads also compete with
+the encoder for cores).
+
+On a CPU shared with other busy processes, torch's OpenMP threads (one per core by default) can
+lose most of their speed waiting for each other at every kernel: on the 2-core development box
+with another job running, MAST-S alone ran at 2.3 clips/s with 2 threads, 14 with 1 thread and
+26 with ``OMP_WAIT_POLICY=ACTIVE``. Compare runs with ``--threads``.
 """
 
 from __future__ import annotations
@@ -77,14 +85,17 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="decoding threads (default 2, as `mast embed`)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, plus cuda when available")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's, one per core)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     devices = args.devices or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
 
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         (scratch / "audio").mkdir()
         files = write_clips(scratch / "audio", args.clips, args.seconds)
-        print(f"{len(files)} FLAC clips of {args.seconds:g} s; batch {args.batch_size} windows; {args.workers} decoding threads; "
+        print(f"{len(files)} FLAC clips of {args.seconds:g} s; batch {args.batch_size} windows; {args.workers} decode+feature threads; "
               f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {os.cpu_count()} cores")
         rows = []
         for name in args.models:
@@ -94,6 +105,10 @@ def main() -> None:
             for device in devices:
                 model, features = load_encoder(folder, map_location=device)
                 embedder = Embedder(model, features, batch_size=args.batch_size, device=device)
+                frames = 1 + (int(args.seconds * RATE) - 400) // 160
+                # encoder alone first: right after the threaded path, idle OpenMP teams of the finished
+                # worker threads slow the main thread's kernels for a moment (measured: ~6x, gone after a 2 s pause)
+                encoder = min(encoder_seconds(embedder, frames, len(files)) for _ in range(args.repeats))
                 quiet = lambda *_: None  # noqa: E731
                 embed_files(files[: min(4, len(files))], embedder, scratch / "warm.parquet", workers=args.workers, progress=quiet)
                 best = float("inf")
@@ -102,16 +117,16 @@ def main() -> None:
                     summary = embed_files(files, embedder, scratch / "out.parquet", workers=args.workers, progress=quiet)
                     best = min(best, time.perf_counter() - started)
                     assert summary["embedded"] == len(files)
-                frames = 1 + (int(args.seconds * RATE) - 400) // 160
-                encoder = min(encoder_seconds(embedder, frames, len(files)) for _ in range(args.repeats))
-                rows.append((name, f"{params / 1e6:.1f} M", device, len(files) / best, len(files) * args.seconds / best, encoder / best))
+                time.sleep(2)  # let the worker threads' OpenMP teams go idle before the next row
+                rows.append((name, f"{params / 1e6:.1f} M", device, len(files) / best, len(files) * args.seconds / best,
+                             len(files) / encoder))
                 print(f"  {name} on {device}: {len(files) / best:.1f} clips/s", flush=True)
 
     print()
-    print("| encoder | params | device | clips/s | x realtime | encoder share |")
+    print("| encoder | params | device | clips/s | x realtime | encoder alone, clips/s |")
     print("|---|---|---|---|---|---|")
-    for name, params, device, rate, realtime, share in rows:
-        print(f"| {name} | {params} | {device} | {rate:.1f} | {realtime:.0f} | {share:.0%} |")
+    for name, params, device, rate, realtime, alone in rows:
+        print(f"| {name} | {params} | {device} | {rate:.1f} | {realtime:.0f} | {alone:.1f} |")
 
 
 if __name__ == "__main__":

@@ -271,10 +271,23 @@ class Embedder:
             tensor = torch.nn.functional.pad(tensor, (0, self.min_samples - tensor.numel()))
         return tensor
 
-    def _features(self, wave: torch.Tensor) -> torch.Tensor:
-        """Normalised log-mel ``(mel, T)`` of one clip (one clip per call: see the module docstring)."""
-        spec = log_mel(wave[None], self.sample_rate, self.features.num_mel_bins)[0]
-        return normalize(spec, self.features.mean, self.features.std)
+    def spectrogram(self, wave: Waveform, *, sample_rate: int | None = None, index: int = 0) -> torch.Tensor:
+        """The encoder's input for one clip: normalised log-mel ``(mel, T)`` on the embedder's device.
+
+        Checks, resamples and pads ``wave`` as :meth:`embed` does (``index`` only names the clip in
+        errors). Features are computed one clip at a time (see the module docstring), so this can
+        run in worker threads while the encoder runs (``mast embed`` does), with the same result.
+
+        Example::
+
+            specs = [embedder.spectrogram(w) for w in waves]
+            out = embedder.embed_spectrograms(specs)      # == embedder.embed(waves)
+        """
+        rate = self.sample_rate if sample_rate is None else int(sample_rate)
+        with torch.no_grad():
+            wave = self._prepare(index, wave, rate)
+            spec = log_mel(wave[None], self.sample_rate, self.features.num_mel_bins)[0]
+            return normalize(spec, self.features.mean, self.features.std)
 
     def _encode(self, spec: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Clip embeddings (B, D), frequency-averaged tokens (B, T, D) and valid tokens (B,)."""
@@ -307,12 +320,17 @@ class Embedder:
         if isinstance(waves, (torch.Tensor, np.ndarray)) and waves.ndim != 2:
             raise ValueError(f"a tensor of clips must be (batch, num_samples), got shape {tuple(waves.shape)}; "
                              "pass a list for clips of different lengths")
-        rate = self.sample_rate if sample_rate is None else int(sample_rate)
-        specs = []
+        specs = [self.spectrogram(wave, sample_rate=sample_rate, index=index) for index, wave in enumerate(waves)]
+        return self.embed_spectrograms(specs, frames=frames)
+
+    def embed_spectrograms(self, specs: Sequence[torch.Tensor], *, frames: bool = False) -> Embeddings:
+        """Embed clips given as :meth:`spectrogram` outputs (normalised log-mel ``(mel, T)``, T >= 16)."""
+        for index, spec in enumerate(specs):
+            if spec.dim() != 2 or spec.shape[0] != self.features.num_mel_bins or spec.shape[1] < self.patch_size:
+                raise ValueError(f"clip {index}: expected features ({self.features.num_mel_bins}, >= {self.patch_size} frames), "
+                                 f"got shape {tuple(spec.shape)}")
         with torch.no_grad():
-            for index, wave in enumerate(waves):
-                specs.append(self._features(self._prepare(index, wave, rate)))
-            return self._embed_features(specs, frames)
+            return self._embed_features([spec.to(self.device) for spec in specs], frames)
 
     def _embed_features(self, specs: list[torch.Tensor], want_frames: bool) -> Embeddings:
         # every window of every clip, grouped by padded length; each group runs in fixed order

@@ -7,7 +7,8 @@
 AUDIO: files (any format soundfile reads), folders (searched recursively for .wav, .flac, .mp3,
 .ogg) and glob patterns (quoted; ``**`` recurses). Each file is decoded, its channels averaged,
 resampled to the encoder's rate and embedded with :class:`mast_core.embed.Embedder` (long files in
-windows, see there). Files are read by ``--workers`` threads while the encoder runs.
+windows, see there). ``--workers`` threads decode files and compute their log-mel features
+while the encoder runs.
 
 CHECKPOINT: an exported encoder folder, an MLflow URI (``runs:/<id>/encoder``, ``models:/...``)
 or a bare MLflow run id (read as ``runs:/<id>/encoder``) at ``--tracking-uri`` (default:
@@ -107,12 +108,14 @@ def expand_inputs(items: list[str]) -> list[Path]:
     return unique
 
 
-def _decode(path: Path, sample_rate: int) -> tuple[torch.Tensor | None, tuple[str, str] | None]:
+def _load(path: Path, embedder: Embedder) -> tuple[tuple[int, torch.Tensor] | None, tuple[str, str] | None]:
+    """(samples, features) of one file, or the reason it cannot be used; runs in a worker thread."""
     try:
-        return read_clip(path, sample_rate), None
+        wave = read_clip(path, embedder.sample_rate)
+        return (wave.numel(), embedder.spectrogram(wave)), None
     except AudioError as error:
         return None, (error.reason, str(error))
-    except Exception as error:  # a decoder or resampler failure on one file must not stop the job
+    except Exception as error:  # a decoder, resampler or feature failure on one file must not stop the job
         return None, ("error", f"{type(error).__name__}: {error}")
 
 
@@ -136,8 +139,9 @@ def embed_files(
 ) -> dict:
     """Embed ``files`` into the Parquet file ``out``; returns the summary stored in its metadata.
 
-    Files are decoded by ``workers`` threads, one chunk ahead of the encoder (``chunk`` files,
-    default 4 batches), so memory stays bounded for any number of files. Undecodable files are
+    ``workers`` threads decode files and compute their features (:meth:`Embedder.spectrogram`) one
+    chunk ahead of the encoder (``chunk`` files, default 4 batches), so memory stays bounded for
+    any number of files. Undecodable files are
     skipped and listed. The output appears atomically when the job ends.
 
     Example::
@@ -159,26 +163,27 @@ def embed_files(
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mast-decode") as pool:
 
             def submit(start: int) -> list[Future]:
-                return [pool.submit(_decode, path, rate) for path in files[start : start + chunk]]
+                return [pool.submit(_load, path, embedder) for path in files[start : start + chunk]]
 
             pending = submit(0)
             for start in range(0, len(files), chunk):
                 decoded = [future.result() for future in pending]
                 pending = submit(start + chunk)  # decode the next chunk while this one is embedded
-                paths, waves = [], []
-                for path, (wave, problem) in zip(files[start : start + chunk], decoded):
+                paths, samples, specs = [], [], []
+                for path, (loaded, problem) in zip(files[start : start + chunk], decoded):
                     if problem is None:
                         paths.append(path)
-                        waves.append(wave)
+                        samples.append(loaded[0])
+                        specs.append(loaded[1])
                         continue
                     reason, detail = problem
                     skipped.append({"path": str(path), "reason": reason, "detail": detail})
                     print(f"[embed] skipped {path}: {detail}", file=sys.stderr, flush=True)
-                if waves:
-                    result = embedder.embed(waves, frames=frames)
+                if specs:
+                    result = embedder.embed_spectrograms(specs, frames=frames)
                     columns = {
                         "path": pa.array([str(p) for p in paths], pa.string()),
-                        "duration_s": pa.array([w.numel() / rate for w in waves], pa.float64()),
+                        "duration_s": pa.array([n / rate for n in samples], pa.float64()),
                         "embedding": pa.array(list(result.clip.numpy().astype(np.float32)), pa.list_(pa.float32())),
                     }
                     if frames:
@@ -187,7 +192,7 @@ def embed_files(
                         )
                         columns["timestamps_s"] = pa.array([t.numpy() for t in result.timestamps], pa.list_(pa.float32()))
                     writer.write_table(pa.table(columns, schema=schema))
-                    embedded += len(waves)
+                    embedded += len(specs)
                 done = min(start + chunk, len(files))
                 elapsed = time.perf_counter() - started
                 progress(f"[embed] {done}/{len(files)} files: {embedded} embedded, {len(skipped)} skipped, "
@@ -286,5 +291,5 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI for run ids and runs:/ URIs")
     parser.add_argument("--window-seconds", type=float, default=None,
                         help="cut longer files into windows of this length (default: the encoder's max_frames)")
-    parser.add_argument("--workers", type=int, default=2, help="decoding threads (default 2)")
+    parser.add_argument("--workers", type=int, default=2, help="threads decoding files and computing features (default 2)")
     parser.set_defaults(handler=run, validate=validate)
