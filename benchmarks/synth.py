@@ -1,12 +1,14 @@
 """`mast synth` speed and realism: clips/s of synthesis, and how far a trivial probe gets.
 
-Synthesises the datasets at the given sizes (the defaults of ``mast synth`` unless told otherwise)
+Synthesises the datasets at the given sizes (the defaults of ``mast synth`` unless told otherwise;
+all three tasks, the optional NSynth-layout instruments included)
 into ``--work`` from scratch, timing it, then reads them back through ``pipelines.layouts`` and
 trains a linear probe (multinomial logistic regression, torch, L2 chosen on the validation split)
 on simple clip statistics: the per-mel-bin mean and standard deviation of the log-mel
 spectrogram (``mast_core.features.log_mel``, 128 bins), the duration and the RMS level. It is
 scored on the test split (speakers never seen in training). A realistic set keeps this far
-from 100 %: a feature set that ignores time cannot tell the words or languages apart.
+from 100 %: a feature set that ignores time cannot tell the words or languages apart (the
+instrument families are easier: timbre shows in the average spectrum, as in the real NSynth).
 
     python benchmarks/synth.py                     # default sizes, 2 workers
     python benchmarks/synth.py --work /tmp/mast-synth --keyword-speakers 10 --clips-per-word 20
@@ -28,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mast_core.features import log_mel  # noqa: E402
 from pipelines.layouts import discover  # noqa: E402
-from pipelines.synth import SynthSettings, synthesize  # noqa: E402
+from pipelines.synth import TASKS, SynthSettings, synthesize  # noqa: E402
 
 DECAYS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 
@@ -101,12 +103,17 @@ def main() -> None:
     parser.add_argument("--clips-per-word", type=int, default=defaults.clips_per_word)
     parser.add_argument("--language-speakers", type=int, default=defaults.language_speakers)
     parser.add_argument("--clips-per-speaker", type=int, default=defaults.clips_per_speaker)
+    parser.add_argument("--instruments-per-family", type=int, default=defaults.instruments_per_family)
+    parser.add_argument("--notes-per-instrument", type=int, default=defaults.notes_per_instrument)
+    parser.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, from {', '.join(TASKS)} (default all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--reuse", action="store_true", help="keep an earlier synthesis in --work (no timing then)")
     args = parser.parse_args()
     torch.set_num_threads(2)
 
     settings = SynthSettings(
+        tasks=tuple(t.strip() for t in args.tasks.split(",") if t.strip()),
+        instruments_per_family=args.instruments_per_family, notes_per_instrument=args.notes_per_instrument,
         keyword_speakers=args.keyword_speakers, clips_per_word=args.clips_per_word,
         language_speakers=args.language_speakers, clips_per_speaker=args.clips_per_speaker,
         seed=args.seed, workers=args.workers,
@@ -121,7 +128,10 @@ def main() -> None:
     for name, title, options, chance in (
         ("speech_commands", "keywords (SC V2 layout, 35 words)", {"classes": "all"}, 1 / 35),
         ("voxforge", "languages (VoxForge layout, 6)", {}, 1 / 6),
+        ("nsynth", "instrument families (NSynth layout, 11)", {}, 1 / 11),
     ):
+        if name not in result:
+            continue
         info = result[name]
         t0 = time.perf_counter()
         features, labels, classes = dataset_features(name, info["path"], **options)
@@ -131,7 +141,7 @@ def main() -> None:
 
     print(f"\n`mast synth` at {args.workers} workers, seed {args.seed} (wall {wall:.1f} s for everything, "
           f"{'reused' if any(r[1]['reused'] for r in rows) else 'fresh'})\n")
-    print("| dataset | clips (train/val/test) | speakers | synthesis s | clips/s | probe train | probe val | probe test | chance |")
+    print("| dataset | clips (train/val/test) | speakers / instruments | synthesis s | clips/s | probe train | probe val | probe test | chance |")
     print("|---|---|---|---|---|---|---|---|---|")
     for title, info, probe, chance, classes in rows:
         split = info["per_split"]

@@ -8,9 +8,16 @@ tests can run the whole method without downloading anything:
   ``validation_list.txt``, ``testing_list.txt`` and ``_background_noise_/`` (long noise
   recordings, cut into the ``_silence_`` class by the 12-class reader).
 * ``OUT/voxforge_synth/``: spoken language identification (de, en, es, fr, it, ru) in the
-  VoxForge manifest layout: ``voxforge.csv`` (``path,language,split`` plus ``speaker`` and
-  ``sentence``) and ``audio/<speaker>/wav/<sentence>.wav`` clips of 2 to 4 s. Every language
-  speaks the same fixed sentences (:data:`SENTENCES`), so the text cannot give the label away.
+  VoxForge manifest layout: ``voxforge.csv`` (``path,language,split`` plus ``speaker``,
+  ``sentence`` and ``text``) and ``audio/<speaker>/wav/s<sentence>.wav`` clips of 2 to 4 s, each
+  a prompt of two sentences read on (cut to the clip). Every language speaks the same fixed
+  sentences (:data:`SENTENCES`), so the text cannot give the label away.
+* ``OUT/nsynth_synth/`` (optional, ``--tasks ...,instruments``): instrument families in the
+  NSynth layout, ``nsynth-{train,valid,test}/examples.json`` + ``audio/<note_str>.wav`` (4 s, the
+  key held 3 s), played by additive / modal models of the 11 families (plucked and struck partials
+  with their own decays, piano inharmonicity, bar modes, drawbars, formants, vibrato, filter
+  sweeps, breath / bow / hammer noise) and recorded in a small room. Instruments are disjoint
+  across splits, as in NSynth.
 
 Speech comes from espeak-ng (the ``espeakng-loader`` wheel ships the library and its voice data),
 driven through ctypes and synthesised to memory. A *speaker* is a fixed combination of accent,
@@ -27,14 +34,16 @@ babble built from other synthesised speech, impulsive events), a microphone resp
 EQ, low and high cut), level jitter and a noise floor, so that no clip ever holds a run of
 digital silence (a model must not be able to cheat on silence).
 
-Determinism: the same settings give the same bytes, whatever ``--workers`` is. espeak-ng keeps
-hidden state between utterances (and calls ``rand``), so clips are rendered in fixed-size jobs,
-each in a process freshly forked from a parent that has initialised espeak but never spoken, with
-``srand`` seeded per job. Re-running with the same settings reuses a dataset whose ``synth.json``
+Determinism: the same settings give the same bytes, in any process and whatever ``--workers``
+is. espeak-ng keeps hidden state between utterances, so clips are rendered in fixed-size jobs, each
+in a process freshly forked from a parent that has initialised espeak but never spoken; its
+random generator (breath noise; seeded from the clock at initialisation) is reseeded per job with
+``espeak_ng_SetRandSeed``, and so is libc's ``rand``. Re-running with the same settings reuses a dataset whose ``synth.json``
 stamp matches; any other folder content is replaced only if a previous ``mast synth`` wrote it.
 
 Python: ``synthesize(out, SynthSettings(...), progress=print)`` returns, per dataset name (the
-``pipelines.layouts`` name), its path, clip counts and seconds spent.
+``pipelines.layouts`` name: ``speech_commands``, ``voxforge``, ``nsynth``), its path, clip counts
+and seconds spent.
 """
 
 from __future__ import annotations
@@ -59,18 +68,22 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from .layouts import NSYNTH_FAMILIES  # the family order of the NSynth reader (instrument_family index)
+
 SAMPLE_RATE = 16_000
 FORMAT_VERSION = 1
 STAMP_FILE = "synth.json"
 PARTIAL_MARK = ".synth-partial"
-TASKS = ("keywords", "languages")
-DATASET_OF_TASK = {"keywords": "speech_commands", "languages": "voxforge"}
-FOLDER_OF_TASK = {"keywords": "speech_commands_synth", "languages": "voxforge_synth"}
+TASKS = ("keywords", "languages", "instruments")
+DEFAULT_TASKS = ("keywords", "languages")
+DATASET_OF_TASK = {"keywords": "speech_commands", "languages": "voxforge", "instruments": "nsynth"}
+FOLDER_OF_TASK = {"keywords": "speech_commands_synth", "languages": "voxforge_synth", "instruments": "nsynth_synth"}
 JOB_CLIPS = 32            # clips per forked job: fixed, so the output does not depend on --workers
 BANK_SECONDS = 30.0       # length of each background-noise recording
 BABBLE_STREAMS = 6        # talkers summed into the babble recording
 KEYWORD_SPLITS = {"train": 0.8, "validation": 0.1, "test": 0.1}   # Speech Commands' own ratio
 LANGUAGE_SPLITS = {"train": 0.7, "validation": 0.15, "test": 0.15}
+INSTRUMENT_SPLITS = {"train": 0.7, "validation": 0.15, "test": 0.15}
 SPLITS = ("train", "validation", "test")
 
 # The 35 Speech Commands V2 words (the 10 commands first, as in the paper's 12-class task).
@@ -201,12 +214,14 @@ class SynthError(ValueError):
 class SynthSettings:
     """What to synthesise. Only ``workers`` leaves the output unchanged."""
 
-    tasks: tuple[str, ...] = TASKS
-    keyword_speakers: int = 40          # speakers of the keyword set, split 80/10/10
+    tasks: tuple[str, ...] = DEFAULT_TASKS
+    keyword_speakers: int = 80          # speakers of the keyword set, split 80/10/10
     clips_per_word: int = 80            # clips of each of the 35 words, spread over the speakers
-    language_speakers: int = 20         # speakers per language, split 70/15/15
-    clips_per_speaker: int = 8          # sentences each language speaker reads
+    language_speakers: int = 40         # speakers per language, split 70/15/15
+    clips_per_speaker: int = 4          # sentences each language speaker reads
     sentences: int = len(SENTENCES)     # how many of the fixed sentences to use
+    instruments_per_family: int = 10    # instruments of each of the 11 NSynth families, split 70/15/15
+    notes_per_instrument: int = 8       # notes (pitch, velocity) played by each instrument
     seed: int = 0
     workers: int = 2
 
@@ -229,6 +244,10 @@ class SynthSettings:
             raise SynthError(f"--language-speakers must be >= 3 (one per split at least), got {self.language_speakers}")
         if not 1 <= self.sentences <= len(SENTENCES):
             raise SynthError(f"--sentences must be between 1 and {len(SENTENCES)} (the fixed set), got {self.sentences}")
+        if self.instruments_per_family < 3:
+            raise SynthError(f"--instruments-per-family must be >= 3 (one per split at least), got {self.instruments_per_family}")
+        if not 1 <= self.notes_per_instrument <= MAX_NOTES:
+            raise SynthError(f"--notes-per-instrument must be between 1 and {MAX_NOTES}, got {self.notes_per_instrument}")
         if not 1 <= self.clips_per_speaker <= self.sentences:
             raise SynthError(
                 f"--clips-per-speaker must be between 1 and --sentences ({self.sentences}): a speaker reads each "
@@ -237,8 +256,11 @@ class SynthSettings:
 
     def key(self, task: str) -> dict[str, Any]:
         """The settings that decide a task's output (the reuse stamp compares these)."""
-        names = ("keyword_speakers", "clips_per_word") if task == "keywords" else (
-            "language_speakers", "clips_per_speaker", "sentences")
+        names = {
+            "keywords": ("keyword_speakers", "clips_per_word"),
+            "languages": ("language_speakers", "clips_per_speaker", "sentences"),
+            "instruments": ("instruments_per_family", "notes_per_instrument"),
+        }[task]
         return {"task": task, "seed": self.seed, **{name: getattr(self, name) for name in names}}
 
 
@@ -281,6 +303,8 @@ class Espeak:
         lib.espeak_Synth.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
                                      ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
         lib.espeak_Synth.restype = ctypes.c_int
+        lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+        lib.espeak_ng_SetRandSeed.restype = ctypes.c_int
         lib.espeak_Info.argtypes = [ctypes.c_void_p]
         lib.espeak_Info.restype = ctypes.c_char_p
         rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 500, data.encode(), _INITIALIZE_DONT_EXIT)
@@ -308,7 +332,9 @@ class Espeak:
             raise SynthError(f"espeak-ng data at {self.data} lacks the voices {', '.join(absent)}")
 
     def seed(self, value: int) -> None:
-        """Seed libc's ``rand``, which espeak-ng uses for noise in some voices."""
+        """Seed espeak-ng's own generator (breath noise of some voices; otherwise seeded from the
+        clock at initialisation, so it differs between processes) and libc's ``rand``."""
+        self.lib.espeak_ng_SetRandSeed(ctypes.c_long(value & 0x7FFFFFFF))
         self._libc.srand(ctypes.c_uint(value & 0xFFFFFFFF))
 
     def say(self, voice: str, text: str, *, rate: int, pitch: int, range_: int, wordgap: int = 0) -> np.ndarray:
@@ -590,17 +616,259 @@ def keyword_plan(settings: SynthSettings) -> tuple[list[Speaker], list[ClipSpec]
 
 
 def language_plan(settings: SynthSettings) -> tuple[list[Speaker], list[ClipSpec]]:
-    """Speakers and clips of the language set: each speaker reads ``clips_per_speaker`` sentences."""
+    """Speakers and clips of the language set: each speaker reads ``clips_per_speaker`` prompts.
+
+    A prompt is a sentence followed by a second one (read on, as from a prompt sheet), so that
+    speech fills most of the 2 to 4 s clip; the clip length is drawn independently of the
+    language and the text, and a prompt longer than the clip is cut to a random window of it.
+    """
     speakers = make_speakers("languages", LANGUAGES, settings.language_speakers, settings.seed, LANGUAGE_SPLITS, (110, 200))
     clips: list[ClipSpec] = []
     for s, speaker in enumerate(speakers):
         r = np.random.default_rng([settings.seed, 1, 3, s])
         chosen = sorted(r.choice(settings.sentences, settings.clips_per_speaker, replace=False).tolist())
         for sentence in chosen:
-            seconds = round(float(r.uniform(2.0, 4.0)), 3)  # independent of language and sentence
+            seconds = round(float(r.uniform(2.0, 4.0)), 3)
+            then = int(r.integers(settings.sentences - 1)) if settings.sentences > 1 else 0
+            then += then >= sentence and settings.sentences > 1  # any other sentence
+            text = SENTENCES[sentence][speaker.language]
+            if settings.sentences > 1:
+                text += " " + SENTENCES[then][speaker.language]
             rel = f"audio/{speaker.id}/wav/s{sentence:02d}.wav"
-            clips.append(ClipSpec(rel, s, SENTENCES[sentence][speaker.language], seconds, (settings.seed, 1, 4, s, sentence)))
+            clips.append(ClipSpec(rel, s, text, seconds, (settings.seed, 1, 4, s, sentence)))
     return speakers, clips
+
+
+# ---------------------------------------------------------------------------------------------
+# Instruments (NSynth layout): additive and modal synthesis, numpy only
+# ---------------------------------------------------------------------------------------------
+
+NSYNTH_SOURCES = ("acoustic", "electronic", "synthetic")
+NSYNTH_FOLDERS = {"train": "nsynth-train", "validation": "nsynth-valid", "test": "nsynth-test"}
+NSYNTH_VELOCITIES = (25, 50, 75, 100, 127)
+# family -> (lowest, highest MIDI pitch, the sources it comes in): the ranges of the real instruments
+FAMILIES = {
+    "bass": (28, 60, (0, 1, 2)), "brass": (40, 82, (0, 2)), "flute": (60, 96, (0, 2)), "guitar": (40, 84, (0, 1)),
+    "keyboard": (28, 96, (0, 1, 2)), "mallet": (48, 96, (0, 1)), "organ": (36, 96, (1,)), "reed": (45, 88, (0, 2)),
+    "string": (36, 96, (0,)), "synth_lead": (40, 96, (2,)), "vocal": (48, 79, (0, 2)),
+}
+MAX_NOTES = 40
+NOTE_SECONDS, NOTE_OFF = 4.0, 3.0   # NSynth: 4 s clips, the key held for 3 s
+_VOWELS = {"a": (730, 1090, 2440), "e": (530, 1840, 2480), "i": (270, 2290, 3010), "o": (570, 840, 2410), "u": (300, 870, 2240)}
+_MODES = {  # frequency ratios of struck bars and plates
+    "marimba": (1.0, 3.93, 9.22), "vibraphone": (1.0, 3.98, 9.5, 10.9), "xylophone": (1.0, 3.0, 6.17, 9.9),
+    "glockenspiel": (1.0, 2.71, 5.15, 8.43, 12.6), "bell": (1.0, 2.0, 2.4, 3.0, 4.2, 5.4, 6.8),
+}
+
+
+@dataclass(frozen=True)
+class Instrument:
+    """One synthetic instrument: a family, a source and fixed timbre parameters."""
+
+    name: str                 # NSynth instrument_str, e.g. guitar_acoustic_003
+    index: int                # NSynth instrument id
+    family: str
+    source: str
+    split: str
+    params: dict[str, Any] = field(hash=False, compare=False)
+
+
+def _instrument_params(family: str, source: str, r: np.random.Generator) -> dict[str, Any]:
+    """Timbre parameters of one instrument, drawn from its family's physics (loosely)."""
+    u = r.uniform
+    p: dict[str, Any] = {
+        "ratios": None, "partials": 40, "inharmonic": 0.0, "tilt": u(0.9, 1.6), "even": 1.0, "pluck": 0.0,
+        "body": [], "baseline_db": 0.0, "attack": 0.01, "sustain": 1.0, "decay": 0.3, "release": u(0.05, 0.2),
+        "tau": math.inf, "tau_slope": 0.0, "vib_rate": u(4.5, 6.5), "vib_depth": 0.0, "vib_delay": u(0.2, 0.6),
+        "noise": 0.0, "noise_hz": 2000.0, "noise_oct": 1.0, "noise_tau": math.inf, "detune": (0.0,),
+        "filter": None, "tremolo": 0.0, "drive": 0.0, "bright_velocity": u(0.2, 0.6), "tuning": u(0.0, 0.004),
+    }
+    bumps = lambda count, lo, hi, gain: [(float(np.exp(u(np.log(lo), np.log(hi)))), u(0.2, 0.6), u(*gain)) for _ in range(count)]  # noqa: E731
+    if family in ("bass", "guitar"):
+        p.update(tilt=u(0.8, 1.8), pluck=u(0.08, 0.35), inharmonic=u(0, 3e-5), sustain=0.0, attack=u(0.002, 0.01),
+                 tau=u(0.8, 3.0) if family == "bass" else u(0.6, 2.5), tau_slope=u(0.05, 0.5),
+                 noise=u(0.02, 0.1), noise_hz=u(1500, 4000), noise_tau=u(0.005, 0.03),
+                 body=bumps(3, 90, 3000, (-3, 9)) if source == "acoustic" else bumps(1, 300, 2500, (0, 6)))
+        if source == "electronic":
+            p["drive"] = u(0, 3) if r.random() < 0.5 else 0.0
+        if source == "synthetic":
+            p.update(pluck=0.0, sustain=u(0.4, 0.9), tau=math.inf, filter=(u(800, 3000), u(100, 500), u(0.1, 0.5)))
+    elif family == "keyboard":
+        if source == "acoustic":    # piano: stiff strings, hammer
+            p.update(inharmonic=u(5e-5, 4e-4), tilt=u(1.2, 2.2), sustain=0.0, attack=0.003, tau=u(1.5, 5.0),
+                     tau_slope=u(0.1, 0.4), noise=u(0.03, 0.1), noise_hz=u(1000, 3000), noise_tau=0.01)
+        elif source == "electronic":  # electric piano: sine-like tine plus a fast bell partial
+            p.update(ratios=(1.0, 2.0, 3.0, float(u(6.5, 14.0))), tilt=u(2.0, 3.0), sustain=0.0, attack=0.003,
+                     tau=u(1.0, 3.0), tau_slope=u(1.0, 4.0), tremolo=u(0, 0.3))
+        else:                         # synth pad / keys
+            p.update(tilt=u(0.9, 1.4), even=u(0.0, 1.0), sustain=u(0.6, 1.0), attack=u(0.005, 0.2),
+                     filter=(u(1500, 6000), u(500, 2000), u(0.2, 1.0)), detune=(0.0, u(0.002, 0.008)))
+    elif family == "mallet":
+        kind = str(r.choice(list(_MODES)))
+        p.update(ratios=_MODES[kind], tilt=u(0.5, 1.5), sustain=0.0, attack=0.002, tau=u(0.3, 2.0),
+                 tau_slope=u(0.5, 2.0), noise=u(0.05, 0.2), noise_hz=u(2000, 6000), noise_tau=0.005,
+                 tremolo=u(0.2, 0.5) if kind == "vibraphone" and source == "electronic" else 0.0)
+    elif family == "organ":
+        drawbars = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
+        gains = [u(0.2, 1.0) if r.random() < 0.6 else 0.0 for _ in drawbars]
+        gains[1] = max(gains[1], 0.5)
+        p.update(ratios=tuple(d for d, g in zip(drawbars, gains) if g > 0), gains=tuple(g for g in gains if g > 0),
+                 attack=u(0.005, 0.03), release=u(0.02, 0.1), noise=u(0.0, 0.05), noise_hz=3000.0, noise_tau=0.01,
+                 tremolo=u(0.0, 0.2), vib_depth=u(0.0, 0.002), vib_rate=u(5.5, 7.0), vib_delay=0.0)
+    elif family == "brass":
+        p.update(tilt=u(0.5, 1.1), attack=u(0.03, 0.1), sustain=u(0.7, 0.95), body=bumps(1, 900, 1600, (4, 10)),
+                 filter=(u(300, 800), u(2500, 6000), u(0.05, 0.15)), vib_depth=u(0.001, 0.005), bright_velocity=u(0.5, 0.9))
+    elif family == "reed":
+        if r.random() < 0.5:  # clarinet-like: odd harmonics
+            p.update(even=u(0.05, 0.3), tilt=u(0.7, 1.3))
+        else:                 # saxophone-like: all harmonics, formant
+            p.update(tilt=u(0.7, 1.2), body=bumps(2, 500, 2000, (3, 9)))
+        p.update(attack=u(0.02, 0.06), sustain=u(0.8, 1.0), noise=u(0.01, 0.05), noise_hz=u(1500, 4000), noise_oct=1.5,
+                 vib_depth=u(0.0, 0.004))
+    elif family == "flute":
+        p.update(partials=8, tilt=u(1.8, 3.0), even=u(0.5, 1.0), attack=u(0.05, 0.15), sustain=u(0.8, 1.0),
+                 noise=u(0.05, 0.2), noise_hz=u(2000, 5000), noise_oct=2.0, vib_depth=u(0.003, 0.008))
+    elif family == "string":
+        p.update(tilt=u(0.8, 1.4), body=bumps(4, 250, 3500, (-4, 8)), attack=u(0.08, 0.3), sustain=u(0.8, 1.0),
+                 noise=u(0.01, 0.05), noise_hz=u(2000, 5000), noise_oct=2.0, vib_depth=u(0.003, 0.01),
+                 vib_rate=u(5.0, 7.0), release=u(0.1, 0.4))
+    elif family == "synth_lead":
+        square = r.random() < 0.5
+        p.update(tilt=1.0, even=0.0 if square else 1.0, attack=u(0.005, 0.05), sustain=u(0.7, 1.0),
+                 detune=tuple([0.0] + [float(u(-0.01, 0.01)) for _ in range(int(r.integers(0, 3)))]),
+                 filter=(u(3000, 7000), u(800, 3000), u(0.1, 0.6)), vib_depth=u(0.0, 0.006))
+    elif family == "vocal":
+        scale = u(0.9, 1.25)
+        vowel = _VOWELS[str(r.choice(list(_VOWELS)))]
+        p.update(partials=60, tilt=u(1.2, 1.8), baseline_db=-18.0, attack=u(0.08, 0.2), sustain=u(0.8, 1.0),
+                 body=[(f * scale, u(0.1, 0.2), u(18, 26)) for f in vowel], vib_depth=u(0.004, 0.015),
+                 noise=u(0.01, 0.06), noise_hz=u(2000, 4000), noise_oct=1.5)
+        if source == "synthetic":
+            p.update(detune=(0.0, u(0.003, 0.01)), tilt=u(1.0, 1.4))
+    p["level_db"] = float(u(-30, -14))
+    p["rt60"] = float(u(0.1, 0.6))
+    p["drr_db"] = float(u(4, 20))
+    p["eq_db"] = tuple(float(v) for v in r.normal(0, 2.0, 8))
+    return p
+
+
+def _adsr(t: np.ndarray, p: dict[str, Any]) -> np.ndarray:
+    attack = np.clip(t / max(p["attack"], 1e-3), 0, 1)
+    held = p["sustain"] + (1 - p["sustain"]) * np.exp(-np.maximum(t - p["attack"], 0) / p["decay"])
+    release = np.exp(-np.maximum(t - NOTE_OFF, 0) / p["release"])
+    return attack * held * release
+
+
+def play_note(p: dict[str, Any], pitch: int, velocity: int, rng: np.random.Generator) -> np.ndarray:
+    """One note, dry, at 16 kHz: partials with their own decays, body resonances, vibrato,
+    a filter sweep where the instrument has one, and its noise (hammer, breath, bow)."""
+    n = int(NOTE_SECONDS * SAMPLE_RATE)
+    t = np.arange(n, dtype=np.float64) / SAMPLE_RATE
+    f0 = 440.0 * 2 ** ((pitch - 69) / 12) * (1 + rng.normal(0, p["tuning"]))
+    v = velocity / 127
+    ramp = np.clip((t - p["vib_delay"]) / 0.3, 0, 1)
+    wobble = p["vib_depth"] * ramp * np.sin(2 * np.pi * p["vib_rate"] * t + rng.uniform(0, 2 * np.pi))
+    phase = 2 * np.pi * f0 * np.cumsum(1 + wobble) / SAMPLE_RATE
+    tilt = p["tilt"] * (1 - p["bright_velocity"] * (v - 0.5))
+    if p["ratios"] is not None:
+        ratios = np.asarray(p["ratios"], dtype=np.float64)
+        gains = np.asarray(p.get("gains", np.ones(ratios.size)))
+    else:
+        k = np.arange(1, p["partials"] + 1, dtype=np.float64)
+        ratios = k * np.sqrt(1 + p["inharmonic"] * k ** 2)
+        gains = np.where(k % 2 == 0, p["even"], 1.0)
+        if p["pluck"]:
+            gains = gains * np.abs(np.sin(np.pi * k * p["pluck"])) + 0.02
+    cutoff = None
+    if p["filter"] is not None:
+        start, end, tau = p["filter"]
+        cutoff = end + (start * (0.5 + v) - end) * np.exp(-t / tau)
+    y = np.zeros(n)
+    amplitudes = []
+    for ratio, gain in zip(ratios, gains):
+        frequency = ratio * f0
+        body = p["baseline_db"] + sum(g * math.exp(-0.5 * (math.log2(frequency / fc) / w) ** 2) for fc, w, g in p["body"])
+        amplitudes.append(gain * ratio ** (-tilt) * 10 ** (body / 20) if frequency < 7600 else 0.0)
+    loudest = max(amplitudes)
+    for index, (ratio, amplitude) in enumerate(zip(ratios, amplitudes)):
+        if amplitude < 1e-3 * loudest:  # below -60 dB of the loudest partial: inaudible, skipped
+            continue
+        length = n
+        if math.isfinite(p["tau"]):
+            tau = p["tau"] / (1 + p["tau_slope"] * index) * (440 / f0) ** 0.3
+            length = min(n, int(tau * 9.3 * SAMPLE_RATE) + 1)  # until it has decayed by 80 dB
+        partial = np.sin(ratio * phase[:length] + rng.uniform(0, 2 * np.pi))
+        if math.isfinite(p["tau"]):
+            partial *= np.exp(-t[:length] / tau)
+        if cutoff is not None:
+            partial *= 1 / np.sqrt(1 + (ratio * f0 / cutoff[:length]) ** 4)
+        y[:length] += amplitude * partial
+    for detune in p["detune"][1:]:  # unison voices of synths: the same partials, slightly off pitch
+        y += sum(gains[i] * ratios[i] ** (-tilt) * np.sin(ratios[i] * phase * (1 + detune) + rng.uniform(0, 2 * np.pi))
+                 for i in range(min(len(ratios), 12)) if ratios[i] * f0 < 7600)
+    if p["tremolo"]:
+        y *= 1 + p["tremolo"] * np.sin(2 * np.pi * rng.uniform(4, 7) * t)
+    if p["drive"]:
+        y = np.tanh(p["drive"] * y / max(float(np.abs(y).max()), 1e-9))
+    y *= _adsr(t, p)
+    y /= max(_rms(y[: int(NOTE_OFF * SAMPLE_RATE)]), 1e-9)
+    if p["noise"]:
+        noise = rng.standard_normal(n)
+        size = _fast_length(n)
+        freqs = np.maximum(np.fft.rfftfreq(size, 1 / SAMPLE_RATE), 1.0)
+        shape = np.exp(-0.5 * (np.log2(freqs / p["noise_hz"]) / p["noise_oct"]) ** 2)
+        noise = np.fft.irfft(np.fft.rfft(noise, size) * shape, size)[:n]
+        envelope = np.exp(-t / p["noise_tau"]) if math.isfinite(p["noise_tau"]) else _adsr(t, p)
+        y += 3 * p["noise"] * noise / max(_rms(noise), 1e-9) * envelope
+    return (y * v ** 1.5).astype(np.float32)
+
+
+def make_instruments(settings: SynthSettings) -> list[Instrument]:
+    """``instruments_per_family`` instruments of every family, split 70/15/15 within the family."""
+    counts = _split_counts(settings.instruments_per_family, INSTRUMENT_SPLITS)
+    instruments: list[Instrument] = []
+    for family in NSYNTH_FAMILIES:
+        for split in SPLITS:
+            for _ in range(counts[split]):
+                index = len(instruments)
+                r = np.random.default_rng([settings.seed, 2, 1, index])
+                source = NSYNTH_SOURCES[int(r.choice(FAMILIES[family][2]))]
+                number = sum(1 for i in instruments if i.family == family and i.source == source)
+                instruments.append(Instrument(f"{family}_{source}_{number:03d}", index, family, source, split,
+                                              _instrument_params(family, source, r)))
+    return instruments
+
+
+def instrument_plan(settings: SynthSettings) -> tuple[list[Instrument], list[ClipSpec]]:
+    """Each instrument plays ``notes_per_instrument`` distinct (pitch, velocity) notes in its range."""
+    instruments = make_instruments(settings)
+    clips: list[ClipSpec] = []
+    for instrument in instruments:
+        low, high = FAMILIES[instrument.family][:2]
+        r = np.random.default_rng([settings.seed, 2, 2, instrument.index])
+        pairs = [(pitch, velocity) for pitch in range(low, high + 1) for velocity in NSYNTH_VELOCITIES]
+        for choice in sorted(r.choice(len(pairs), settings.notes_per_instrument, replace=False).tolist()):
+            pitch, velocity = pairs[choice]
+            note = f"{instrument.name}-{pitch:03d}-{velocity:03d}"
+            rel = f"{NSYNTH_FOLDERS[instrument.split]}/audio/{note}.wav"
+            clips.append(ClipSpec(rel, instrument.index, note, NOTE_SECONDS, (settings.seed, 2, 3, instrument.index, choice)))
+    return instruments, clips
+
+
+def record_note(dry: np.ndarray, instrument: Instrument, rng: np.random.Generator) -> np.ndarray:
+    """A studio recording of a note: small room, microphone, a faint noise floor; int16."""
+    p = instrument.params
+    n = dry.size
+    onset = int(rng.uniform(0, 0.01) * SAMPLE_RATE)
+    x = np.concatenate([np.zeros(onset), dry[: n - onset]])
+    x = fft_convolve(x, room_response(p["rt60"] * np.exp(rng.normal(0, 0.1)), p["drr_db"], rng))
+    x = microphone(x, np.asarray(p["eq_db"]), 30.0, 9000.0)
+    x *= 10 ** ((p["level_db"] + rng.normal(0, 1.5)) / 20)  # the note is unit RMS at full velocity
+    peak = float(np.abs(x).max())
+    if peak > 0.95:
+        x *= 0.95 / peak
+    x += coloured_noise(n, rng.uniform(0, 1.5), rng) * 10 ** (rng.uniform(-80, -68) / 20)  # >= 3 LSB RMS
+    return np.clip(np.round(x * 32767), -32768, 32767).astype(np.int16)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -689,6 +957,23 @@ def _render_job(job: tuple[int, list[ClipSpec]]) -> list[tuple[str, float]]:
         path.parent.mkdir(parents=True, exist_ok=True)
         sf.write(path, samples, SAMPLE_RATE, subtype="PCM_16")
         written.append((spec.rel, n / SAMPLE_RATE))
+    return written
+
+
+def _render_notes(job: tuple[int, list[ClipSpec]]) -> list[tuple[str, float]]:
+    """Play, record and write one job's notes (in a forked worker); returns (relative path, seconds)."""
+    _, specs = job
+    root, instruments = _CONTEXT["root"], _CONTEXT["speakers"]
+    written = []
+    for spec in specs:
+        rng = np.random.default_rng(list(spec.key))
+        instrument = instruments[spec.speaker]
+        pitch, velocity = (int(part) for part in spec.text.rsplit("-", 2)[1:])
+        samples = record_note(play_note(instrument.params, pitch, velocity, rng), instrument, rng)
+        path = root / spec.rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, samples, SAMPLE_RATE, subtype="PCM_16")
+        written.append((spec.rel, samples.size / SAMPLE_RATE))
     return written
 
 
@@ -808,12 +1093,16 @@ def _synthesize_task(task: str, out: Path, settings: SynthSettings, progress: Ca
     folder.mkdir(parents=True)
     (folder / PARTIAL_MARK).write_text("mast synth is writing this folder\n")
     task_id = TASKS.index(task)
-    speakers, clips = keyword_plan(settings) if task == "keywords" else language_plan(settings)
-    progress(f"[synth] {task}: {len(speakers)} speakers, {len(clips)} clips -> {folder}")
-    bank = noise_bank(settings.seed, task_id, settings.workers)
-    bank_folder = folder / ("_background_noise_" if task == "keywords" else "noise")
-    _write_bank(bank_folder, bank, np.random.default_rng([settings.seed, task_id, 6]))
-    progress(f"[synth] {task}: background recordings written to {bank_folder} ({', '.join(bank)})")
+    plan = {"keywords": keyword_plan, "languages": language_plan, "instruments": instrument_plan}[task]
+    speakers, clips = plan(settings)
+    progress(f"[synth] {task}: {len(speakers)} {'instruments' if task == 'instruments' else 'speakers'}, "
+             f"{len(clips)} clips -> {folder}")
+    bank: dict[str, np.ndarray] = {}
+    if task != "instruments":
+        bank = noise_bank(settings.seed, task_id, settings.workers)
+        bank_folder = folder / ("_background_noise_" if task == "keywords" else "noise")
+        _write_bank(bank_folder, bank, np.random.default_rng([settings.seed, task_id, 6]))
+        progress(f"[synth] {task}: background recordings written to {bank_folder} ({', '.join(bank)})")
 
     _CONTEXT.clear()
     _CONTEXT.update(root=folder, speakers=speakers, bank=bank, punctuate=task == "keywords", seed=settings.seed)
@@ -830,7 +1119,8 @@ def _synthesize_task(task: str, out: Path, settings: SynthSettings, progress: Ca
             progress(f"[synth] {task}: {state['clips']}/{len(clips)} clips ({rate:.0f} clips/s)")
 
     try:
-        written = [item for result in _run_jobs(_render_job, jobs, settings.workers, done) for item in result]
+        render_job = _render_notes if task == "instruments" else _render_job
+        written = [item for result in _run_jobs(render_job, jobs, settings.workers, done) for item in result]
     finally:
         _CONTEXT.clear()
     clip_seconds = time.perf_counter() - clip_start
@@ -838,13 +1128,31 @@ def _synthesize_task(task: str, out: Path, settings: SynthSettings, progress: Ca
     if task == "keywords":
         for name, split in (("validation_list.txt", "validation"), ("testing_list.txt", "test")):
             (folder / name).write_text("".join(f"{rel}\n" for rel in sorted(r for r, s in split_of.items() if s == split)))
+    elif task == "instruments":
+        by_note = {spec.text: spec for spec in clips}
+        for split, name in NSYNTH_FOLDERS.items():
+            examples = {}
+            for note, spec in sorted(by_note.items()):
+                instrument = speakers[spec.speaker]
+                if instrument.split != split:
+                    continue
+                pitch, velocity = (int(part) for part in note.rsplit("-", 2)[1:])
+                examples[note] = {
+                    "note": len(examples), "note_str": note, "instrument": instrument.index,
+                    "instrument_str": instrument.name, "pitch": pitch, "velocity": velocity, "sample_rate": SAMPLE_RATE,
+                    "qualities": [0] * 10, "qualities_str": [],
+                    "instrument_family": NSYNTH_FAMILIES.index(instrument.family), "instrument_family_str": instrument.family,
+                    "instrument_source": NSYNTH_SOURCES.index(instrument.source), "instrument_source_str": instrument.source,
+                }
+            (folder / name).mkdir(exist_ok=True)
+            (folder / name / "examples.json").write_text(json.dumps(examples, indent=1) + "\n", encoding="utf-8")
     else:
         buffer = io.StringIO()
         table = csv.writer(buffer, lineterminator="\n")
-        table.writerow(["path", "language", "split", "speaker", "sentence"])
+        table.writerow(["path", "language", "split", "speaker", "sentence", "text"])
         for spec in clips:
             speaker = speakers[spec.speaker]
-            table.writerow([spec.rel, speaker.language, speaker.split, speaker.id, int(Path(spec.rel).stem[1:])])
+            table.writerow([spec.rel, speaker.language, speaker.split, speaker.id, int(Path(spec.rel).stem[1:]), spec.text])
         (folder / "voxforge.csv").write_text(buffer.getvalue(), encoding="utf-8")
     stamp = {
         "format": FORMAT_VERSION,
@@ -859,7 +1167,7 @@ def _synthesize_task(task: str, out: Path, settings: SynthSettings, progress: Ca
         "seconds": round(time.perf_counter() - started, 3),
         "clip_seconds": round(clip_seconds, 3),
         "clips_per_second": round(len(written) / max(clip_seconds, 1e-9), 2),
-        "speakers": [asdict(s) for s in speakers],
+        "speakers": [_describe(s) for s in speakers],
     }
     (folder / STAMP_FILE).write_text(json.dumps(stamp, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     (folder / PARTIAL_MARK).unlink()
@@ -870,12 +1178,20 @@ def _synthesize_task(task: str, out: Path, settings: SynthSettings, progress: Ca
     return {**_summary(folder, stamp), "reused": False}
 
 
+def _describe(source: Speaker | Instrument) -> dict[str, Any]:
+    """A JSON-ready description of a speaker or an instrument for the stamp."""
+    if isinstance(source, Speaker):
+        return asdict(source)
+    params = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in source.params.items()}
+    return {"id": source.name, "split": source.split, "family": source.family, "source": source.source, "params": params}
+
+
 def _summary(folder: Path, stamp: dict[str, Any]) -> dict[str, Any]:
     return {
         "path": str(folder),
         "clips": stamp["clips"],
         "per_split": stamp["per_split"],
-        "speakers": len(stamp["speakers"]),
+        "speakers": len(stamp["speakers"]),  # instruments for the NSynth layout
         "seconds": stamp["seconds"],
         "clips_per_second": stamp["clips_per_second"],
     }
@@ -922,7 +1238,8 @@ def _settings(args: argparse.Namespace) -> SynthSettings:
     return SynthSettings(
         tasks=tasks, keyword_speakers=args.keyword_speakers, clips_per_word=args.clips_per_word,
         language_speakers=args.language_speakers, clips_per_speaker=args.clips_per_speaker,
-        sentences=args.sentences, seed=args.seed, workers=args.workers,
+        sentences=args.sentences, instruments_per_family=args.instruments_per_family,
+        notes_per_instrument=args.notes_per_instrument, seed=args.seed, workers=args.workers,
     )
 
 
@@ -932,7 +1249,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("out", metavar="OUT", help="output folder (datasets go in sub-folders)")
-    parser.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, from {', '.join(TASKS)} (default all)")
+    parser.add_argument("--tasks", default=",".join(DEFAULT_TASKS),
+                        help=f"comma-separated, from {', '.join(TASKS)} (default {','.join(DEFAULT_TASKS)})")
     parser.add_argument("--keyword-speakers", type=int, default=_FLAGS["keyword_speakers"],
                         help=f"keyword speakers, split 80/10/10 (default {_FLAGS['keyword_speakers']})")
     parser.add_argument("--clips-per-word", type=int, default=_FLAGS["clips_per_word"],
@@ -945,6 +1263,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              f"{6 * _FLAGS['language_speakers'] * _FLAGS['clips_per_speaker']} clips)")
     parser.add_argument("--sentences", type=int, default=_FLAGS["sentences"],
                         help=f"how many of the {len(SENTENCES)} fixed sentences to use (default all)")
+    parser.add_argument("--instruments-per-family", type=int, default=_FLAGS["instruments_per_family"],
+                        help=f"instruments of each of the 11 NSynth families, split 70/15/15 (default "
+                             f"{_FLAGS['instruments_per_family']})")
+    parser.add_argument("--notes-per-instrument", type=int, default=_FLAGS["notes_per_instrument"],
+                        help=f"notes each instrument plays (default {_FLAGS['notes_per_instrument']}, i.e. "
+                             f"{11 * _FLAGS['instruments_per_family'] * _FLAGS['notes_per_instrument']} clips)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same files (default 0)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2; no effect on the output)")
     parser.set_defaults(handler=run, validate=validate)

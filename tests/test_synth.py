@@ -14,12 +14,14 @@ import pytest
 import soundfile as sf
 
 from pipelines.layouts import SILENCE, SPEECH_COMMANDS_WORDS, UNKNOWN, VOXFORGE_LANGUAGES, discover
-from pipelines.synth import KEYWORDS, LANGUAGES, SENTENCES, SynthError, SynthSettings, synthesize
+from pipelines.synth import KEYWORDS, LANGUAGES, NSYNTH_FAMILIES, SENTENCES, SynthError, SynthSettings, synthesize
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = lambda line: None  # noqa: E731
 # 4 keyword speakers -> 2 train, 1 validation, 1 test; 3 speakers per language -> 1 / 1 / 1
-SMALL = SynthSettings(keyword_speakers=4, clips_per_word=4, language_speakers=3, clips_per_speaker=2, sentences=6)
+# 3 instruments per family -> 1 / 1 / 1
+SMALL = SynthSettings(tasks=("keywords", "languages", "instruments"), keyword_speakers=4, clips_per_word=4,
+                      language_speakers=3, clips_per_speaker=2, sentences=6, instruments_per_family=3, notes_per_instrument=2)
 
 
 def digest(path: Path) -> str:
@@ -77,9 +79,33 @@ def test_voxforge_layout_reads_with_the_same_sentences_in_every_language(runs):
     with open(root / "voxforge.csv", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert {int(row["sentence"]) for row in rows} <= set(range(6))
+    for row in rows:  # a prompt = its sentence, then another one of the 6, in the row's language
+        first = SENTENCES[int(row["sentence"])][row["language"]]
+        assert row["text"].startswith(first + " ")
+        assert row["text"][len(first) + 1:] in {SENTENCES[i][row["language"]] for i in range(6)} - {first}
     lengths = [sf.info(r.path).duration for r in layout.records]
     assert min(lengths) >= 2.0 and max(lengths) <= 4.0 and np.std(lengths) > 0.1
     assert all(set(sentence) == set(LANGUAGES) for sentence in SENTENCES)
+
+
+def test_nsynth_layout_reads_with_instruments_disjoint_across_splits(runs):
+    _, first, _ = runs
+    root = Path(first["nsynth"]["path"])
+    layout = discover("nsynth", root)
+    assert layout.vocabulary == list(NSYNTH_FAMILIES) and layout.info["folders"] == ["nsynth-train", "nsynth-valid", "nsynth-test"]
+    assert len(layout.records) == 11 * 3 * 2 == first["nsynth"]["clips"]
+    assert Counter(r.split for r in layout.records) == {"train": 22, "validation": 22, "test": 22}
+    instruments: dict[str, set[str]] = {}
+    for folder in ("nsynth-train", "nsynth-valid", "nsynth-test"):
+        examples = json.loads((root / folder / "examples.json").read_text())
+        for note, example in examples.items():
+            assert note == f"{example['instrument_str']}-{example['pitch']:03d}-{example['velocity']:03d}"
+            assert example["instrument_str"].startswith(f"{example['instrument_family_str']}_{example['instrument_source_str']}_")
+            assert example["velocity"] in (25, 50, 75, 100, 127) and 21 <= example["pitch"] <= 108
+        instruments[folder] = {e["instrument_str"] for e in examples.values()}
+    assert not (instruments["nsynth-train"] & instruments["nsynth-valid"]) and not (instruments["nsynth-train"] & instruments["nsynth-test"])
+    info = sf.info(layout.records[0].path)
+    assert (info.samplerate, info.channels, info.frames) == (16000, 1, 64000)
 
 
 def test_speakers_and_their_voice_variants_are_disjoint_across_splits(runs):
@@ -96,7 +122,7 @@ def test_speakers_and_their_voice_variants_are_disjoint_across_splits(runs):
     assert sum(len(s) for s in speakers.values()) == 18 == len(set.union(*speakers.values()))
     assert {len({row["language"] for row in rows if row["speaker"] == s}) for s in set.union(*speakers.values())} == {1}
 
-    for name in ("speech_commands", "voxforge"):
+    for name in ("speech_commands", "voxforge"):  # (instruments: see the NSynth test)
         stamp = json.loads((Path(first[name]["path"]) / "synth.json").read_text())
         variants = {split: {s["variant"] for s in stamp["speakers"] if s["split"] == split} for split in ("train", "validation", "test")}
         assert not (variants["train"] & variants["validation"]) and not (variants["train"] & variants["test"])
@@ -106,7 +132,7 @@ def test_speakers_and_their_voice_variants_are_disjoint_across_splits(runs):
 def test_no_digital_silence_and_no_duplicate_clips(runs):
     base, _, _ = runs
     paths = sorted((base / "a").rglob("*.wav"))
-    assert len(paths) == 140 + 36 + 2 * 7  # clips + the two noise banks
+    assert len(paths) == 140 + 36 + 66 + 2 * 7  # clips + notes + the two noise banks
     levels, digests = [], set()
     for path in paths:
         samples, _ = sf.read(path, dtype="int16")
@@ -133,8 +159,21 @@ def test_same_settings_give_identical_bytes_whatever_the_workers(runs):
     assert not first["speech_commands"]["reused"] and not second["voxforge"]["reused"]
     a, b = files(base / "a"), files(base / "b")
     assert a and a == b
-    for name in ("speech_commands_synth/validation_list.txt", "speech_commands_synth/testing_list.txt", "voxforge_synth/voxforge.csv"):
+    for name in ("speech_commands_synth/validation_list.txt", "speech_commands_synth/testing_list.txt",
+                 "voxforge_synth/voxforge.csv", "nsynth_synth/nsynth-test/examples.json"):
         assert (base / "a" / name).read_bytes() == (base / "b" / name).read_bytes()
+
+
+def test_another_process_gives_identical_bytes(runs, tmp_path):
+    # espeak-ng seeds its breath-noise generator from the clock: only a fresh process shows it
+    base, _, _ = runs
+    command = [sys.executable, "-m", "pipelines.cli", "synth", str(tmp_path), "--tasks", "keywords,languages,instruments",
+               "--keyword-speakers", "4", "--clips-per-word", "4", "--language-speakers", "3", "--clips-per-speaker", "2",
+               "--sentences", "6", "--instruments-per-family", "3", "--notes-per-instrument", "2"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "[synth] keywords: 140/140 clips" in result.stdout and "[synth] done" in result.stdout
+    assert files(tmp_path) == files(base / "a")
 
 
 def test_rerun_reuses_and_another_seed_rewrites(runs):
@@ -142,7 +181,7 @@ def test_rerun_reuses_and_another_seed_rewrites(runs):
     clip = next((base / "a" / "speech_commands_synth" / "yes").glob("*.wav"))
     before = clip.stat().st_mtime_ns
     again = synthesize(base / "a", SMALL, progress=QUIET)
-    assert again["speech_commands"]["reused"] and again["voxforge"]["reused"]
+    assert again["speech_commands"]["reused"] and again["voxforge"]["reused"] and again["nsynth"]["reused"]
     assert clip.stat().st_mtime_ns == before
 
     lines: list[str] = []
@@ -166,6 +205,7 @@ def test_rerun_reuses_and_another_seed_rewrites(runs):
         (SynthSettings(sentences=99), f"--sentences must be between 1 and {len(SENTENCES)}"),
         (SynthSettings(sentences=4, clips_per_speaker=5), "--clips-per-speaker must be between 1 and --sentences (4)"),
         (SynthSettings(workers=0), "--workers must be >= 1"),
+        (SynthSettings(notes_per_instrument=41), "--notes-per-instrument must be between 1 and 40"),
     ],
 )
 def test_bad_settings_fail_before_any_work(tmp_path, settings, message):
