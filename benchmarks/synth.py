@@ -11,6 +11,7 @@ from 100 %: a feature set that ignores time cannot tell the words or languages a
 instrument families are easier: timbre shows in the average spectrum, as in the real NSynth).
 
     python benchmarks/synth.py                     # default sizes, 2 workers
+    python benchmarks/synth.py --reuse --cnn-epochs 20   # + a small CNN from scratch (learnability)
     python benchmarks/synth.py --work /tmp/mast-synth --keyword-speakers 10 --clips-per-word 20
 """
 
@@ -94,6 +95,50 @@ def probe_accuracy(features: dict[str, np.ndarray], labels: dict[str, np.ndarray
     return {"train": accuracy(probe, "train"), "validation": best_val, "test": accuracy(probe, "test"), "decay": decay}
 
 
+def cnn_accuracy(dataset: str, root: str, frames: int, epochs: int, **options) -> dict[str, float]:
+    """Learnability check: a small CNN (4 conv blocks, ~60 k parameters) trained from scratch on
+    the log-mel (cropped / padded to ``frames``); test accuracy at the best validation epoch."""
+    torch.manual_seed(0)
+    layout = discover(dataset, root, **options)
+    index = {label: i for i, label in enumerate(layout.vocabulary)}
+    specs: dict[str, list[torch.Tensor]] = {s: [] for s in ("train", "validation", "test")}
+    labels: dict[str, list[int]] = {s: [] for s in specs}
+    for record in layout.records:
+        spec = log_mel(torch.from_numpy(sf.read(record.path, dtype="float32")[0]))[:, :frames]
+        specs[record.split].append(torch.nn.functional.pad(spec, (0, frames - spec.shape[1]), value=float(spec.min())))
+        labels[record.split].append(index[record.labels[0]])
+    mean, std = torch.stack(specs["train"]).mean(), torch.stack(specs["train"]).std()
+    x = {s: ((torch.stack(v) - mean) / std).unsqueeze(1) for s, v in specs.items()}
+    y = {s: torch.tensor(v) for s, v in labels.items()}
+
+    def block(cin: int, cout: int) -> torch.nn.Sequential:
+        return torch.nn.Sequential(torch.nn.Conv2d(cin, cout, 3, padding=1), torch.nn.BatchNorm2d(cout), torch.nn.ReLU(),
+                                   torch.nn.MaxPool2d(2))
+
+    net = torch.nn.Sequential(block(1, 16), block(16, 32), block(32, 64), block(64, 64), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten(), torch.nn.Linear(64, len(index)))
+    steps = (len(y["train"]) + 31) // 32
+    optimizer = torch.optim.Adam(net.parameters(), 2e-3)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 2e-3, total_steps=epochs * steps)
+    best = (-1.0, 0.0)
+    for _ in range(epochs):
+        net.train()
+        order = torch.randperm(len(y["train"]))
+        for start in range(0, len(order), 32):
+            batch = order[start: start + 32]
+            loss = torch.nn.functional.cross_entropy(net(x["train"][batch]), y["train"][batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+        net.eval()
+        with torch.no_grad():
+            accuracy = {s: float((torch.cat([net(x[s][i: i + 256]) for i in range(0, len(y[s]), 256)]).argmax(1) == y[s])
+                                 .float().mean()) for s in ("validation", "test")}
+        best = max(best, (accuracy["validation"], accuracy["test"]))
+    return {"validation": best[0], "test": best[1]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     defaults = SynthSettings()
@@ -108,6 +153,9 @@ def main() -> None:
     parser.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, from {', '.join(TASKS)} (default all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--reuse", action="store_true", help="keep an earlier synthesis in --work (no timing then)")
+    parser.add_argument("--cnn-epochs", type=int, default=0,
+                        help="also train a small CNN from scratch for this many epochs per dataset (learnability; "
+                             "minutes on 2 cores; default 0 = off)")
     args = parser.parse_args()
     torch.set_num_threads(2)
 
@@ -125,10 +173,10 @@ def main() -> None:
     wall = time.perf_counter() - started
 
     rows = []
-    for name, title, options, chance in (
-        ("speech_commands", "keywords (SC V2 layout, 35 words)", {"classes": "all"}, 1 / 35),
-        ("voxforge", "languages (VoxForge layout, 6)", {}, 1 / 6),
-        ("nsynth", "instrument families (NSynth layout, 11)", {}, 1 / 11),
+    for name, title, options, chance, frames in (
+        ("speech_commands", "keywords (SC V2 layout, 35 words)", {"classes": "all"}, 1 / 35, 98),
+        ("voxforge", "languages (VoxForge layout, 6)", {}, 1 / 6, 300),
+        ("nsynth", "instrument families (NSynth layout, 11)", {}, 1 / 11, 398),
     ):
         if name not in result:
             continue
@@ -137,25 +185,34 @@ def main() -> None:
         features, labels, classes = dataset_features(name, info["path"], **options)
         probe = probe_accuracy(features, labels, classes)
         print(f"{name}: features + probe in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        if args.cnn_epochs > 0:
+            t0 = time.perf_counter()
+            probe["cnn"] = cnn_accuracy(name, info["path"], frames, args.cnn_epochs, **options)["test"]
+            print(f"{name}: CNN ({args.cnn_epochs} epochs) in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         rows.append((title, info, probe, chance, classes))
 
     print(f"\n`mast synth` at {args.workers} workers, seed {args.seed} (wall {wall:.1f} s for everything, "
           f"{'reused' if any(r[1]['reused'] for r in rows) else 'fresh'})\n")
-    print("| dataset | clips (train/val/test) | speakers / instruments | synthesis s | clips/s | probe train | probe val | probe test | chance |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    cnn = args.cnn_epochs > 0
+    print("| dataset | clips (train/val/test) | speakers / instruments | synthesis s | clips/s | probe train | probe val "
+          f"| probe test |{' CNN test |' if cnn else ''} chance |")
+    print("|---|---|---|---|---|---|---|---|" + ("---|" if cnn else "") + "---|")
     for title, info, probe, chance, classes in rows:
         split = info["per_split"]
         print(
             f"| {title} | {info['clips']} ({split.get('train', 0)}/{split.get('validation', 0)}/{split.get('test', 0)}) "
             f"| {info['speakers']} | {info['seconds']:.1f} | {info['clips'] / info['seconds']:.0f} "
             f"| {100 * probe['train']:.1f} % | {100 * probe['validation']:.1f} % | {100 * probe['test']:.1f} % "
-            f"| {100 * chance:.1f} % |"
+            + (f"| {100 * probe['cnn']:.1f} % " if cnn else "") + f"| {100 * chance:.1f} % |"
         )
     total = sum(r[1]["clips"] for r in rows)
     print(f"\noverall: {total} clips in {sum(r[1]['seconds'] for r in rows):.1f} s of synthesis "
           f"= {total / sum(r[1]['seconds'] for r in rows):.0f} clips/s (noise banks included)")
     print("probe: logistic regression on per-mel-bin log-mel mean + std, duration, RMS (258 features), "
-          f"L2 from {DECAYS} chosen on validation; test speakers unseen in training")
+          f"L2 from {DECAYS} chosen on validation; test speakers / instruments unseen in training")
+    if cnn:
+        print(f"CNN: 4 conv blocks (16-32-64-64) + linear, from scratch, Adam one-cycle 2e-3, {args.cnn_epochs} epochs, "
+              "test accuracy at the best validation epoch")
 
 
 if __name__ == "__main__":
