@@ -21,15 +21,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import shutil
 import statistics
 import sys
 from pathlib import Path
 
 import torch
 
+from mast_core.checkpoint import CheckpointError, is_mlflow_uri, resolve_checkpoint
 from mast_core.probe import ProbeSettings, fit_linear_probe
 
 from .config import ConfigError
+from .embed import checkpoint_source
 from .embeddings import embed_task, load_embeddings
 from .spaces import TuneSpace, load_space
 from .tasks import TaskConfig, load_task, task_names
@@ -85,6 +89,35 @@ def linear_trial(config: dict, rounds: list[dict], num_classes: int) -> None:
             tune.report({"val_accuracy": statistics.mean(scores), "rounds_done": len(scores)})
     if single:
         tune.report({"val_accuracy": scores[0], "best_epoch": probe.best_epoch, "done": 1})
+
+
+def trial_progress(progress, total: int):
+    """A Tune callback that prints one line per finished trial (Tune's own tables are switched off)."""
+    from ray import tune
+
+    class TrialProgress(tune.Callback):
+        # no closure over `progress`: Tune pickles its callbacks with the experiment state, and
+        # the driver's print may be a patched one; a restored callback prints with print
+        def __init__(self, progress, total: int) -> None:
+            self.done, self.total, self.progress = 0, total, progress
+
+        def __getstate__(self) -> dict:
+            return {"done": self.done, "total": self.total}
+
+        def __setstate__(self, state: dict) -> None:
+            self.done, self.total, self.progress = state["done"], state["total"], print
+
+        def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+            self.done += 1
+            result = trial.last_result or {}
+            shown = {key: (f"{value:.3g}" if isinstance(value, float) else value) for key, value in trial.config.items()}
+            self.progress(f"[sweep] trial {self.done}/{self.total} done: val_accuracy {result.get('val_accuracy', float('nan')):.4f} "
+                          f"after {result.get('training_iteration', 0)} reports {shown}")
+
+        def on_trial_error(self, iteration, trials, trial, **info) -> None:
+            self.progress(f"[sweep] trial {trial.trial_id} failed; its error is in {trial.local_path}")
+
+    return TrialProgress(progress, total)
 
 
 def _parent_run(client, experiment: str, name: str, tags: dict) -> tuple[str, bool]:
@@ -230,11 +263,13 @@ def run_sweep(
             tune_config=tune.TuneConfig(metric="val_accuracy", mode="max", num_samples=space.num_samples, scheduler=scheduler,
                                         max_concurrent_trials=concurrency),
             run_config=tune.RunConfig(
-                name=name, storage_path=str(storage),
+                name=name, storage_path=str(storage), verbose=0,
                 callbacks=[MLflowLoggerCallback(tracking_uri=tracking_uri, experiment_name=experiment,
-                                                tags={"mlflow.parentRunId": parent_id, "task": task.name}, save_artifact=False)],
+                                                tags={"mlflow.parentRunId": parent_id, "task": task.name}, save_artifact=False),
+                           trial_progress(progress, space.num_samples)],
             ),
         )
+    progress(f"[sweep] {space.num_samples} trials, at most {concurrency or 'one per free CPU'} at once; Tune state in {path}")
     results = tuner.fit()
     best = results.get_best_result(metric="val_accuracy", mode="max")
     best_config = dict(best.config)
@@ -292,6 +327,21 @@ def resolve_encoder(spec: str, storage: Path, tracking_uri: str | None = None) -
 
                 init_from_imagenet(model, weights)
             save_encoder(model, folder)
+        return folder
+    source, tracking = checkpoint_source(str(spec), tracking_uri)
+    if is_mlflow_uri(source):
+        # a stable local copy, so a rerun (or --resume) sees the same checkpoint and cache
+        folder = Path(storage).resolve() / "encoders" / ("mlflow-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", source).strip("-"))
+        if not (folder / "encoder.safetensors").is_file():
+            print(f"[sweep] downloading {source} from {tracking}", flush=True)
+            try:
+                downloaded = resolve_checkpoint(source, tracking)
+            except CheckpointError as error:
+                raise ConfigError(f"--checkpoint {spec}: {error}") from None
+            partial = folder.with_name(folder.name + ".partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            shutil.copytree(downloaded, partial)
+            partial.rename(folder)
         return folder
     return Path(spec)
 

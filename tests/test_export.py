@@ -130,6 +130,21 @@ def test_mlflow_uris_that_do_not_resolve_are_named(pyfunc_run):
         load_encoder("models:/no-such-model/1", tracking_uri=uri)
 
 
+def test_mast_sweep_checkpoint_accepts_a_run_id_and_keeps_a_stable_copy(exported, pyfunc_run, tmp_path):
+    from pipelines.config import ConfigError
+    from pipelines.sweep import resolve_encoder
+
+    uri, run_id = pyfunc_run
+    folder = resolve_encoder(run_id, tmp_path / "sweeps", uri)
+    assert folder == (tmp_path / "sweeps" / "encoders" / f"mlflow-runs-{run_id}-encoder").resolve()
+    for name in ("encoder.safetensors", "config.json"):
+        assert (folder / name).read_bytes() == (exported["mast"] / name).read_bytes()
+    # a rerun (or --resume) reuses the copy without asking MLflow again, so the sweep sees the same folder
+    assert resolve_encoder(f"runs:/{run_id}/encoder", tmp_path / "sweeps", "sqlite:////nonexistent/x.db") == folder
+    with pytest.raises(ConfigError, match="--checkpoint 0123456789abcdef0123456789abcdef: .*cannot be downloaded"):
+        resolve_encoder("0123456789abcdef0123456789abcdef", tmp_path / "sweeps", uri)
+
+
 def waveforms() -> list[np.ndarray]:
     generator = np.random.default_rng(5)
     return [(generator.uniform(-0.5, 0.5, int(seconds * RATE))).astype(np.float32) for seconds in (0.1, 1.0, 3.0)]
