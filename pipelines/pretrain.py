@@ -37,6 +37,7 @@ import torch
 
 from .config import ConfigError, flatten, load_config, to_dict
 from .data import AugmentSettings, DataConfigError, Source, StreamSettings, build_stream, normalisation_stats, to_torch
+from .runtime import worker_print
 
 # An unreachable tracking server must cost seconds, not MLflow's default minutes of retries.
 MLFLOW_CLIENT_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
@@ -215,7 +216,7 @@ class MetricBuffer:
             history = MlflowClient(self.tracking_uri).get_metric_history(self.run_id, "loss")
             return max((m.step for m in history), default=0)
         except Exception as error:
-            print(f"[pretrain] warning: MLflow not reachable ({type(error).__name__}); buffering metrics", file=sys.stderr)
+            worker_print(f"[pretrain] warning: MLflow not reachable ({type(error).__name__}); buffering metrics", error=True)
             return 0
 
     def add(self, step: int, metrics: dict[str, float]) -> None:
@@ -239,8 +240,8 @@ class MetricBuffer:
             for start in range(0, len(entries), 900):  # MLflow accepts 1000 metrics per batch
                 client.log_batch(self.run_id, metrics=entries[start : start + 900], synchronous=True)
         except Exception as error:  # an unreachable server must not end training
-            print(f"[pretrain] warning: MLflow not reachable ({type(error).__name__}: {error}); "
-                  f"{len(self.pending)} steps kept for the next flush", file=sys.stderr)
+            worker_print(f"[pretrain] warning: MLflow not reachable ({type(error).__name__}: {error}); "
+                         f"{len(self.pending)} steps kept for the next flush", error=True)
             return False
         self.logged_through = self.pending[-1][0]
         self.pending.clear()
@@ -276,7 +277,7 @@ def _tag_run(loop_config: dict, key: str, value: str) -> None:
 
         MlflowClient(loop_config["tracking_uri"]).set_tag(loop_config["run_id"], key, value)
     except Exception as error:  # the tag is informative; never fail training over it
-        print(f"[pretrain] warning: could not tag the MLflow run ({type(error).__name__})", file=sys.stderr)
+        worker_print(f"[pretrain] warning: could not tag the MLflow run ({type(error).__name__})", error=True)
 
 
 def train_loop(loop_config: dict) -> None:
@@ -308,7 +309,7 @@ def train_loop(loop_config: dict) -> None:
         with checkpoint.as_directory() as folder:
             progress = _load_training_state(Path(folder), model, optimizer, scheduler, device)
         if rank == 0:
-            print(f"[pretrain] resumed from step {progress['step']} (epoch {progress['epoch']})", flush=True)
+            worker_print(f"[pretrain] resumed from step {progress['step']} (epoch {progress['epoch']})")
             _tag_run(loop_config, "mast.resumed_from_step", str(progress["step"]))
     ddp = world > 1 and torch.distributed.is_initialized()
     # The key queue is a buffer kept identical on every rank by all_gather: no broadcasting.
@@ -405,8 +406,8 @@ def train_loop(loop_config: dict) -> None:
                     metrics.add(step, entry)
                     if step % config.run.log_every == 0 or step == total:
                         metrics.flush()
-                        print(f"[pretrain] step {step}/{total} loss {last_loss:.4f} lr {entry['lr']:.2e} "
-                              f"{entry['samples_per_s']:.1f} samples/s", flush=True)
+                        worker_print(f"[pretrain] step {step}/{total} loss {last_loss:.4f} lr {entry['lr']:.2e} "
+                                     f"{entry['samples_per_s']:.1f} samples/s")
                 last_log, samples_since, wait_since, loss_sum, stats_sum, micro = time.perf_counter(), 0, 0.0, 0.0, {}, 0
                 if step == total or step % config.run.checkpoint_every == 0:
                     report_checkpoint(final=step == total)

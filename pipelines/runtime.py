@@ -3,6 +3,19 @@
 from __future__ import annotations
 
 import os
+import sys
+
+
+def worker_print(message: str, *, error: bool = False) -> None:
+    """One line from inside a Ray Train worker, written straight to the process's stream.
+
+    Train V2 replaces ``print`` in its workers. Once a library has wrapped ``sys.stdout`` (as
+    happens in these workers), the replacement writes to the stream *and* to Train's logger, and
+    every line reached the driver twice. Writing to the stream directly gives one copy.
+    """
+    stream = sys.stderr if error else sys.stdout
+    stream.write(message + "\n")
+    stream.flush()
 
 
 def local_cpus() -> int:
