@@ -92,7 +92,7 @@ def linear_trial(config: dict, rounds: list[dict], num_classes: int) -> None:
 
 
 def trial_progress(progress, total: int):
-    """A Tune callback that prints one line per finished trial (Tune's own tables are switched off)."""
+    """A Tune callback that prints one line per finished trial (Tune's status tables are switched off)."""
     from ray import tune
 
     class TrialProgress(tune.Callback):
