@@ -107,7 +107,8 @@ def cnn_accuracy(dataset: str, root: str, frames: int, epochs: int, **options) -
         spec = log_mel(torch.from_numpy(sf.read(record.path, dtype="float32")[0]))[:, :frames]
         specs[record.split].append(torch.nn.functional.pad(spec, (0, frames - spec.shape[1]), value=float(spec.min())))
         labels[record.split].append(index[record.labels[0]])
-    mean, std = torch.stack(specs["train"]).mean(), torch.stack(specs["train"]).std()
+    train = torch.stack(specs["train"])
+    mean, std = train.mean(), train.std()
     x = {s: ((torch.stack(v) - mean) / std).unsqueeze(1) for s, v in specs.items()}
     y = {s: torch.tensor(v) for s, v in labels.items()}
 

@@ -143,7 +143,7 @@ class Demo:
 
         self.step(3, f"pretrain {' and '.join(self.settings.architectures)} with SS-MAST ({self.settings.steps} steps, Ray Train)")
         t0 = time.perf_counter()
-        encoders = {arch: self.pretrain(arch) for arch in self.settings.architectures}
+        encoders = {arch: self.pretrain(arch, tasks) for arch in self.settings.architectures}
         self.timed("pretraining", t0)
 
         self.step(4, "random-init encoders of the same architectures (the baseline)")
@@ -185,11 +185,11 @@ class Demo:
             tasks[name] = load_task(path)
         return tasks
 
-    def pretrain(self, arch: str) -> Path:
+    def pretrain(self, arch: str, tasks: dict) -> Path:
         from .config import to_dict
         from .pretrain import pretrain
 
-        config = pretrain_config(self.settings, arch, [Path(task.shards) for task in self._tasks()], self.workdir)
+        config = pretrain_config(self.settings, arch, [Path(task.shards) for task in tasks.values()], self.workdir)
         folder = Path(config.run.storage) / config.run.name
         stamp = folder / "demo.json"
         key = to_dict(config)
@@ -200,18 +200,11 @@ class Demo:
         stamp.write_text(json.dumps({"config": key, "run_id": result["run_id"], "step": result["step"]}))
         return Path(result["export"])
 
-    def _tasks(self) -> list:
-        from .tasks import load_task
-
-        return [load_task(path) for path in sorted((self.workdir / "tasks").glob("*.yaml"))]
-
     def random_encoder(self, arch: str, pretrained: Path) -> Path:
         """Seeded random init, saved with the pretrained encoder's feature statistics (a fair baseline)."""
-        import torch
-
-        from mast_core import ast as ast_models
-        from mast_core import mast as mast_models
         from mast_core.checkpoint import load_encoder, save_encoder
+
+        from .sweep import init_encoder
 
         folder = self.workdir / "runs" / f"random-{arch}"
         _, features = load_encoder(pretrained)
@@ -220,9 +213,7 @@ class Demo:
             if existing == features:
                 self.progress(f"[demo] reusing {folder}")
                 return folder
-        torch.manual_seed(self.settings.seed)
-        model = getattr(mast_models if arch.startswith("mast") else ast_models, arch)()
-        save_encoder(model, folder, features)
+        save_encoder(init_encoder(arch, self.settings.seed), folder, features)
         self.progress(f"[demo] {arch} random init saved to {folder}")
         return folder
 

@@ -304,11 +304,17 @@ def run_sweep(
 ARCHITECTURES = ("mast_tiny", "mast_small", "mast_base", "ast_tiny", "ast_base")
 
 
+def init_encoder(arch: str, seed: int = 0) -> torch.nn.Module:
+    """A seeded random initialisation of one of ``ARCHITECTURES`` (also the demo's baseline)."""
+    import mast_core
+
+    torch.manual_seed(seed)
+    return getattr(mast_core, arch)()
+
+
 def resolve_encoder(spec: str, storage: Path, tracking_uri: str | None = None) -> Path:
     """The exported encoder folder that ``--checkpoint`` names; initialisations are exported once
     under ``<storage>/encoders/`` so every sweep of the same init shares its embedding cache."""
-    from mast_core import ast as ast_models
-    from mast_core import mast as mast_models
     from mast_core.checkpoint import save_encoder
 
     kind, _, rest = str(spec).partition(":")
@@ -320,8 +326,7 @@ def resolve_encoder(spec: str, storage: Path, tracking_uri: str | None = None) -
             raise ConfigError(f"--checkpoint {spec}: give imagenet:ARCH:TIMM_FILE with a local timm checkpoint file")
         folder = Path(storage).resolve() / "encoders" / (f"random-{arch}-seed0" if kind == "random" else f"imagenet-{arch}-{Path(weights).stem}")
         if not (folder / "encoder.safetensors").is_file():
-            torch.manual_seed(0)
-            model = getattr(mast_models if arch.startswith("mast") else ast_models, arch)()
+            model = init_encoder(arch)
             if kind == "imagenet":
                 from mast_core.imagenet import init_from_imagenet
 

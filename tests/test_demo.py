@@ -39,8 +39,8 @@ def test_demo_runs_every_step_and_a_rerun_reuses_finished_work(tmp_path):
     result = json.loads((workdir / "demo_result.json").read_text())
     assert set(result["timings"]) == {"synthesis", "ingest", "pretraining", "sweeps"}
     assert len(result["summaries"]) == 4
-    encoder, features = load_encoder(result["encoders"]["mast_tiny"])
-    random_encoder, random_features = load_encoder(result["encoders"]["mast_tiny-random"])
+    _, features = load_encoder(result["encoders"]["mast_tiny"])
+    _, random_features = load_encoder(result["encoders"]["mast_tiny-random"])
     assert features == random_features and features.mean != 0.0  # the baseline uses the pretrained stats
 
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
