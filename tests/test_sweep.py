@@ -115,8 +115,8 @@ def test_report_renders_the_table_from_mlflow(setup, tmp_path, capsys):
     assert {p.name for p in (tmp_path / "report").iterdir()} == {"results.md", "results.csv", "results.png"}
 
 
-SLOW_SPACE = """num_samples: 4
-scheduler: {type: fifo}
+SLOW_TRIALS = 6  # room for a slow poller: the kill must land after two trials and before the last
+SLOW_SPACE = f"num_samples: {SLOW_TRIALS}\n" + """scheduler: {type: fifo}
 resources: {cpu: 4}          # one trial at a time, so the sweep is interrupted between trials
 space:
   lr: {loguniform: [1.0e-3, 1.0e-1]}
@@ -156,12 +156,12 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(setup, t
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
-    assert 2 <= len(finished) < 4, f"the sweep was not caught midway: {len(finished)} trials had finished"
+    assert 2 <= len(finished) < SLOW_TRIALS, f"the sweep was not caught midway: {len(finished)} trials had finished"
 
     summary = run_sweep(task, encoder, load_space("any", tmp_path / "space.yaml"), storage=tmp_path / "tune",
                         tracking_uri=tracking, resume=True, progress=QUIET)
-    assert summary["trials"] == 4
+    assert summary["trials"] == SLOW_TRIALS
     results = {path.parent.name: len(path.read_text().splitlines()) for path in (tmp_path / "tune").glob("*/*/result.json")}
-    assert len(results) == 4
+    assert len(results) == SLOW_TRIALS
     for name, lines in finished.items():  # a finished trial was not run again: no new results
         assert results[name] == lines, name
