@@ -46,14 +46,14 @@ def timed(batches) -> tuple[int, float, float, int]:
 
 
 def single_process(files, settings, stats):
-    from pipelines.data import ClipFeaturizer
+    from pipelines.data.stream import ClipFeaturizer
 
     featurizer = ClipFeaturizer(settings, *stats)
     return (featurizer(batch) for batch in shard_batches(files, settings.batch_size))
 
 
 def ray_pipeline(sources, settings, stats):
-    from pipelines.data import build_stream
+    from pipelines.data.stream import build_stream
 
     return build_stream(sources, settings, stats).iter_batches(batch_size=settings.batch_size)
 
@@ -62,7 +62,7 @@ def dataloader(files, settings, stats, workers: int):
     import torch
     from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-    from pipelines.data import ClipFeaturizer
+    from pipelines.data.stream import ClipFeaturizer
 
     class Shards(IterableDataset):
         def __iter__(self):
@@ -84,8 +84,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=4, help="read the shards this many times per pass")
     args = parser.parse_args()
 
-    from pipelines.data import Source, StreamSettings, mixture_files, normalisation_stats
-    from pipelines.runtime import init_ray
+    from pipelines.common.runtime import init_ray
+    from pipelines.data.stream import Source, StreamSettings, mixture_files, normalisation_stats
 
     sources = [Source(str(args.work / "shards"), weight=float(args.repeat))]
     files = mixture_files(sources)

@@ -40,7 +40,7 @@ import torch  # noqa: E402
 from mast_core import Embedder, FeatureSettings, load_encoder, save_encoder  # noqa: E402
 from mast_core.embed import bucket_frames  # noqa: E402
 from mast_core.mast import mast_small, mast_tiny  # noqa: E402
-from pipelines.embed import embed_files  # noqa: E402
+from pipelines.serving.embed import embed_files  # noqa: E402
 
 MODELS = {"mast_tiny": mast_tiny, "mast_small": mast_small}
 RATE = 16_000

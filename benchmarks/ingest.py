@@ -46,8 +46,8 @@ def main() -> None:
     parser.add_argument("--num-cpus", type=int, default=None, help="logical CPUs for Ray (default max(cores, 4))")
     args = parser.parse_args()
 
-    from pipelines.ingest import IngestSettings, ingest
-    from pipelines.runtime import init_ray
+    from pipelines.common.runtime import init_ray
+    from pipelines.data.ingest import IngestSettings, ingest
 
     source, out = args.work / "source", args.work / "shards"
     if not (source / "tone").is_dir() or len(list(source.rglob("*.wav"))) != args.clips:

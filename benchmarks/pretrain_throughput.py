@@ -37,7 +37,7 @@ def plain_loop(config, batches, device: str, warmup: int) -> float:
     import torch
 
     from mast_core.ssmast import SSMAST, momentum_schedule
-    from pipelines.pretrain import build_objective, learning_rate_factor
+    from pipelines.pretrain.driver import build_objective, learning_rate_factor
 
     torch.set_num_threads(config.run.torch_threads)
     torch.manual_seed(0)
@@ -79,9 +79,9 @@ def main() -> None:
     import ray.data
     from mlflow import MlflowClient
 
-    from pipelines.config import load_config
-    from pipelines.pretrain import PretrainConfig, pretrain
-    from pipelines.runtime import init_ray
+    from pipelines.common.config import load_config
+    from pipelines.common.runtime import init_ray
+    from pipelines.pretrain.driver import PretrainConfig, pretrain
 
     work = Path(tempfile.mkdtemp(prefix="mast-throughput-"))
     batches = make_batches(args.steps, args.batch, args.frames)

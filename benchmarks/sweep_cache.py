@@ -61,13 +61,13 @@ def main() -> None:
     from mast_core.checkpoint import save_encoder
     from mast_core.mast import mast_tiny
     from mast_core.probe import fit_linear_probe
-    from pipelines.embeddings import embed_task, load_embeddings
-    from pipelines.ingest import IngestSettings, ingest
-    from pipelines.runtime import init_ray
-    from pipelines.config import load_config
-    from pipelines.spaces import TuneSpace
-    from pipelines.sweep import probe_settings, run_sweep, split_rounds
-    from pipelines.tasks import load_task
+    from pipelines.common.config import load_config
+    from pipelines.common.runtime import init_ray
+    from pipelines.data.ingest import IngestSettings, ingest
+    from pipelines.evaluation.embeddings import embed_task, load_embeddings
+    from pipelines.evaluation.spaces import TuneSpace
+    from pipelines.evaluation.sweep import probe_settings, run_sweep, split_rounds
+    from pipelines.evaluation.tasks import load_task
 
     work = Path(tempfile.mkdtemp(prefix="mast-sweep-cache-"))
     generate(work / "source", args.clips, args.seconds)

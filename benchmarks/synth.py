@@ -30,8 +30,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mast_core.features import log_mel  # noqa: E402
-from pipelines.layouts import discover  # noqa: E402
-from pipelines.synth import TASKS, SynthSettings, synthesize  # noqa: E402
+from pipelines.data.layouts import discover  # noqa: E402
+from pipelines.data.synth import TASKS, SynthSettings, synthesize  # noqa: E402
 
 DECAYS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 
@@ -198,7 +198,7 @@ def main() -> None:
     print("| dataset | clips (train/val/test) | speakers / instruments | synthesis s | clips/s | probe train | probe val "
           f"| probe test |{' CNN test |' if cnn else ''} chance |")
     print("|---|---|---|---|---|---|---|---|" + ("---|" if cnn else "") + "---|")
-    for title, info, probe, chance, classes in rows:
+    for title, info, probe, chance, _classes in rows:
         split = info["per_split"]
         print(
             f"| {title} | {info['clips']} ({split.get('train', 0)}/{split.get('validation', 0)}/{split.get('test', 0)}) "

@@ -1,14 +1,15 @@
 """MAST / SS-MAST library: features, augmentations, encoders, objectives, checkpoint I/O.
 
-PyTorch and torchaudio only; the Ray and MLflow recipes live in ``pipelines/``. MLflow URIs
-given to :func:`load_encoder` import MLflow lazily (an optional dependency).
+PyTorch and torchaudio only; the Ray and MLflow recipes live in ``pipelines/``. Remote
+checkpoints come through resolvers registered per URI prefix (``import pipelines`` registers
+MLflow's ``runs:/``, ``models:/`` and ``mlflow-artifacts:/``).
 
 Example::
 
     from mast_core import Embedder, load_encoder
     from mast_core import hear                      # HEAR 2021 API
 
-    embedder = Embedder(*load_encoder("exports/mast-s"))   # or "runs:/<run id>/encoder"
+    embedder = Embedder(*load_encoder("exports/mast-s"))   # or "runs:/<run id>/encoder" after `import pipelines`
     clip = embedder.embed([wave]).clip                      # (1, 768)
 """
 

@@ -11,16 +11,16 @@ Example::
     model, features = load_encoder("exports/mast-s")
     model, features = load_encoder("runs:/0a1b.../encoder")     # an MLflow run's logged encoder
 
-Sources: :func:`load_encoder` takes an exported folder (or a file inside one) or an MLflow URI
-(``runs:/<run id>/encoder``, ``models:/<name>/<version>``, ``mlflow-artifacts:/...``). MLflow
-is optional: it is imported only inside :func:`download_mlflow_artifacts`, when such a URI is
-given, so ``import mast_core`` never loads it.
+Sources: :func:`load_encoder` takes an exported folder (or a file inside one) or a URI that a
+registered resolver fetches (:func:`register_uri_resolver`). This library knows no remote store:
+``import pipelines`` registers MLflow's URIs (``runs:/<run id>/encoder``,
+``models:/<name>/<version>``, ``mlflow-artifacts:/...``).
 """
 
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -28,14 +28,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .ast import AST
 from .features import AUDIOSET_MEAN, AUDIOSET_STD, NUM_MEL_BINS, SAMPLE_RATE
-from .mast import MAST
+from .registry import UnknownArchitecture, encoder_class
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "encoder.safetensors"
 CONFIG_FILE = "config.json"
-ENCODERS: dict[str, type[nn.Module]] = {MAST.arch: MAST, AST.arch: AST}
 
 
 class CheckpointError(ValueError):
@@ -52,7 +50,7 @@ class FeatureSettings:
     std: float = AUDIOSET_STD
 
     @classmethod
-    def from_dict(cls, data: dict, source: str = "features") -> "FeatureSettings":
+    def from_dict(cls, data: dict, source: str = "features") -> FeatureSettings:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -62,10 +60,12 @@ class FeatureSettings:
 
 def build_encoder(arch: str, config: dict) -> nn.Module:
     """Instantiate an encoder from its architecture name and constructor arguments."""
-    if arch not in ENCODERS:
-        raise CheckpointError(f"unknown encoder architecture {arch!r}; known: {sorted(ENCODERS)}")
     try:
-        return ENCODERS[arch](**config)
+        cls = encoder_class(arch)
+    except UnknownArchitecture as error:
+        raise CheckpointError(str(error)) from None
+    try:
+        return cls(**config)
     except TypeError as error:
         raise CheckpointError(f"bad {arch} config {config}: {error}") from error
 
@@ -123,30 +123,29 @@ def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: s
         raise CheckpointError(f"{source}: " + " | ".join(problems))
 
 
-MLFLOW_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/")
+# Remote checkpoints are fetched by resolvers that an application registers per URI prefix:
+# ``pipelines`` registers MLflow's (``runs:/``, ``models:/``, ``mlflow-artifacts:/``), so this
+# library never imports MLflow. A resolver returns a local folder at or above the export.
+UriResolver = Callable[[str, "str | None"], Path]
+_RESOLVERS: dict[str, UriResolver] = {}
 
 
-def is_mlflow_uri(source: object) -> bool:
-    """True for ``runs:/...``, ``models:/...`` and ``mlflow-artifacts:/...`` strings."""
-    return isinstance(source, str) and source.startswith(MLFLOW_SCHEMES)
+def register_uri_resolver(prefixes: tuple[str, ...], resolver: UriResolver) -> None:
+    """Route sources starting with any of ``prefixes`` to ``resolver(source, tracking_uri)``.
 
+    Example::
 
-def download_mlflow_artifacts(uri: str, tracking_uri: str | None = None) -> Path:
-    """Download the artifacts at an MLflow ``uri`` to a local folder and return it.
-
-    The one place the library imports MLflow (lazily: it is an optional dependency). Without
-    ``tracking_uri`` MLflow's own default applies (``MLFLOW_TRACKING_URI`` or its local store).
+        register_uri_resolver(("runs:/", "models:/"), download_from_mlflow)
     """
-    try:
-        from mlflow.artifacts import download_artifacts  # optional dependency: imported only here
-    except ImportError as error:
-        raise CheckpointError(f"{uri}: loading from an MLflow URI needs the mlflow package ({error})") from None
-    where = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "MLflow's default tracking URI"
-    try:
-        local = download_artifacts(artifact_uri=uri, tracking_uri=tracking_uri)
-    except Exception as error:  # MLflow raises MlflowException, OSError or HTTP errors by store
-        raise CheckpointError(f"{uri}: cannot be downloaded from MLflow at {where} ({type(error).__name__}: {error})") from None
-    return Path(local)
+    for prefix in prefixes:
+        _RESOLVERS[prefix] = resolver
+
+
+def uri_resolver(source: object) -> UriResolver | None:
+    """The registered resolver for ``source``, or None for a local path."""
+    if not isinstance(source, str):
+        return None
+    return next((fn for prefix, fn in _RESOLVERS.items() if source.startswith(prefix)), None)
 
 
 def find_encoder_folder(root: str | Path, max_depth: int = 3) -> Path:
@@ -177,20 +176,24 @@ def find_encoder_folder(root: str | Path, max_depth: int = 3) -> Path:
 def resolve_checkpoint(source: str | Path, tracking_uri: str | None = None) -> Path:
     """Local folder of an exported encoder given a folder, a file in it, or an MLflow URI.
 
-    MLflow URIs (``runs:/<run id>/encoder``, ``models:/<name>/<version>``,
-    ``mlflow-artifacts:/...``) are downloaded with ``mlflow.artifacts.download_artifacts``.
-    A bare run id is not guessed here (``mast embed`` and ``mast export`` accept one).
+    A URI with a registered resolver (:func:`register_uri_resolver`; ``import pipelines`` adds
+    MLflow's ``runs:/``, ``models:/`` and ``mlflow-artifacts:/``) is fetched by it, with
+    ``tracking_uri`` passed on. A bare run id is not guessed here (``mast embed`` and
+    ``mast export`` accept one).
 
     Example::
 
         folder = resolve_checkpoint("runs:/0a1b2c.../encoder", tracking_uri="sqlite:///mlflow.db")
         folder = resolve_checkpoint("exports/mast-s/encoder.safetensors")   # -> exports/mast-s
     """
-    if is_mlflow_uri(source):
-        return find_encoder_folder(download_mlflow_artifacts(str(source), tracking_uri))
-    if isinstance(source, str) and "://" in source and not Path(source).exists():
+    resolver = uri_resolver(source)
+    if resolver is not None:
+        return find_encoder_folder(resolver(str(source), tracking_uri))
+    if isinstance(source, str) and ":/" in source and not Path(source).exists():
+        known = ", ".join(prefix + "..." for prefix in _RESOLVERS) or "none registered"
         raise CheckpointError(
-            f"{source}: not a local folder, and not an MLflow URI ({', '.join(s + '...' for s in MLFLOW_SCHEMES)})"
+            f"{source}: not a local folder, and no resolver handles this URI (known: {known}; "
+            "`import pipelines` registers MLflow's runs:/, models:/ and mlflow-artifacts:/)"
         )
     path = Path(source)
     if path.is_file():

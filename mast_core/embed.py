@@ -60,9 +60,9 @@ gives 2-10x on CPU).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -200,7 +200,7 @@ class Embedder:
     @classmethod
     def from_checkpoint(
         cls, source: str | Path, *, device: str | torch.device = "cpu", tracking_uri: str | None = None, **kwargs
-    ) -> "Embedder":
+    ) -> Embedder:
         """Load an exported encoder (folder or MLflow URI, see :func:`mast_core.load_encoder`).
 
         Example::

@@ -126,7 +126,7 @@ def layer_decay_groups(
         layer = ids[name]
         no_decay = param.ndim <= 1 or name.endswith(("token", "pos_embed")) or ".rel_pos_" in name
         add(("encoder", layer, no_decay), param, encoder_lr * layer_decay ** (blocks + 1 - layer))
-    for name, param in model.head.named_parameters():
+    for param in model.head.parameters():
         add(("head", 0, param.ndim <= 1), param, head_lr)
     return list(groups.values())
 

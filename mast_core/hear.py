@@ -57,7 +57,7 @@ class HearModel(nn.Module):
         self.scene_embedding_size = embedder.embedding_size
         self.timestamp_embedding_size = embedder.embedding_size
 
-    def to(self, *args, **kwargs) -> "HearModel":
+    def to(self, *args, **kwargs) -> HearModel:
         super().to(*args, **kwargs)
         self.embedder.device = next(self.encoder.parameters()).device
         return self

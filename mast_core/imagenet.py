@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .ast import AST, adapt_imagenet_state_dict as adapt_vit_state_dict
+from .ast import AST
+from .ast import adapt_imagenet_state_dict as adapt_vit_state_dict
 from .checkpoint import CheckpointError, read_state_dict
 from .layers import resize_patch_kernel
 from .mast import MAST

@@ -19,7 +19,7 @@ final mean, so each clip's embedding equals the one it gets alone.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

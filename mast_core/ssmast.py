@@ -160,7 +160,7 @@ class SSMAST(nn.Module):
         self.patch_drop = patch_drop
         self.teacher.eval()
 
-    def train(self, mode: bool = True) -> "SSMAST":
+    def train(self, mode: bool = True) -> SSMAST:
         super().train(mode)
         self.teacher.eval()  # no drop-path noise in the keys
         self.teacher_head.eval()

@@ -1,13 +1,15 @@
-"""The one command-line entry point, ``mast``. Each subcommand lives in its own pipeline module,
-which registers its parser with ``add_parser`` and sets ``handler`` (and optionally ``validate``,
-run before any work starts)."""
+"""The one command-line entry point, ``mast`` (also ``python -m pipelines``): the root parser.
+
+Each subcommand is a module of :mod:`pipelines.commands` that registers its parser with
+``add_parser`` and sets ``handler`` (and optionally ``validate``, run before any work starts).
+Commands compose the library modules of ``pipelines`` and never import each other.
+"""
 
 from __future__ import annotations
 
 import argparse
-import sys
 
-from . import cluster, demo, embed, export, ingest, pretrain, report, sweep, synth
+from pipelines.commands import cluster, demo, embed, export, ingest, pretrain, report, sweep, synth
 
 SUBCOMMANDS = (demo, ingest, pretrain, sweep, report, embed, export, cluster, synth)
 
@@ -26,7 +28,3 @@ def main(argv: list[str] | None = None) -> None:
     if getattr(args, "validate", None) is not None:
         args.validate(args)
     args.handler(args)
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

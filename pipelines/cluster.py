@@ -7,7 +7,6 @@ that Ray's schema does not cover but that matter for this project.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import logging
 from pathlib import Path
@@ -62,21 +61,3 @@ def validate_cluster_config(path: str | Path) -> dict:
     if problems:
         raise ClusterConfigError(f"{path}: " + "; ".join(problems))
     return prepared
-
-
-def run(args: argparse.Namespace) -> None:
-    try:
-        prepared = validate_cluster_config(args.path)
-    except ClusterConfigError as error:
-        raise SystemExit(f"mast check-cluster: {error}") from None
-    types = ", ".join(
-        f"{name} ({node['node_config'].get('InstanceType', '?')}, {node.get('min_workers', 0)}-{node.get('max_workers', 0)})"
-        for name, node in prepared["available_node_types"].items()
-    )
-    print(f"{args.path}: valid. node types: {types}; head: {prepared['head_node_type']}")
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("check-cluster", help="validate a cluster.yaml offline", description=__doc__)
-    parser.add_argument("path", nargs="?", type=Path, default=Path("cluster.yaml"))
-    parser.set_defaults(handler=run)

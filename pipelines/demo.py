@@ -18,18 +18,18 @@ encoder whose settings match (``runs/<name>/demo.json``), and finished sweeps (T
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from .config import ConfigError, build
-from .synth import SynthError, SynthSettings, check_request, synthesize
+from pipelines.common.config import ConfigError, build
+from pipelines.common.resources import config_dir
+from pipelines.data.synth import SynthSettings, synthesize
 
-PRETRAIN_BASE = Path(__file__).resolve().parents[1] / "configs" / "pretrain" / "tiny_cpu.yaml"
+PRETRAIN_BASE = config_dir("configs", "pretrain", "tiny_cpu.yaml")
 # name -> (dataset, synthesised folder, layout options, frames per clip for evaluation)
 TASKS = {
     "synth_keywords": ("speech_commands", "speech_commands_synth", {"classes": "all"}, 98),
@@ -90,7 +90,7 @@ def linear_space(trials: int) -> dict:
 
 
 def pretrain_config(settings: DemoSettings, arch: str, sources: list[Path], workdir: Path):
-    from .pretrain import PretrainConfig
+    from pipelines.pretrain.driver import PretrainConfig
 
     data = yaml.safe_load(PRETRAIN_BASE.read_text())
     data["run"].update(name=f"demo-ssmast-{arch}", storage=str(workdir / "runs"), num_workers=settings.workers,
@@ -126,7 +126,7 @@ class Demo:
         self.progress(f"[demo] {name} took {self.timings[name]:.1f} s")
 
     def run(self) -> dict:
-        from .runtime import init_ray
+        from pipelines.common.runtime import init_ray
 
         started = time.perf_counter()
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -164,8 +164,8 @@ class Demo:
                 "timings": self.timings, "seconds": round(total, 1)}
 
     def ingest(self, audio: dict) -> dict:
-        from .ingest import IngestSettings, ingest
-        from .tasks import load_task
+        from pipelines.data.ingest import IngestSettings, ingest
+        from pipelines.evaluation.tasks import load_task
 
         tasks = {}
         for name, (dataset, _, options, frames) in TASKS.items():
@@ -186,8 +186,8 @@ class Demo:
         return tasks
 
     def pretrain(self, arch: str, tasks: dict) -> Path:
-        from .config import to_dict
-        from .pretrain import pretrain
+        from pipelines.common.config import to_dict
+        from pipelines.pretrain.driver import pretrain
 
         config = pretrain_config(self.settings, arch, [Path(task.shards) for task in tasks.values()], self.workdir)
         folder = Path(config.run.storage) / config.run.name
@@ -203,8 +203,7 @@ class Demo:
     def random_encoder(self, arch: str, pretrained: Path) -> Path:
         """Seeded random init, saved with the pretrained encoder's feature statistics (a fair baseline)."""
         from mast_core.checkpoint import load_encoder, save_encoder
-
-        from .sweep import init_encoder
+        from pipelines.common.checkpoints import init_encoder
 
         folder = self.workdir / "runs" / f"random-{arch}"
         _, features = load_encoder(pretrained)
@@ -218,8 +217,8 @@ class Demo:
         return folder
 
     def sweeps(self, tasks: dict, encoders: dict) -> list[dict]:
-        from .spaces import load_space
-        from .sweep import run_sweep
+        from pipelines.evaluation.spaces import load_space
+        from pipelines.evaluation.sweep import run_sweep
 
         path = self.workdir / "spaces" / "linear.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -237,62 +236,10 @@ class Demo:
         return summaries
 
     def report(self) -> dict:
-        from .report import collect, markdown, write_report
+        from pipelines.evaluation.report import collect, markdown, write_report
 
         table = collect(self.tracking, "mast-demo")
         written = write_report(table, self.workdir / "report")
         self.progress("test accuracy (%), linear evaluation:\n\n" + markdown(table))
         self.progress(f"[demo] table written to {', '.join(str(p) for p in written)}")
         return table
-
-
-def settings_from_args(args: argparse.Namespace) -> DemoSettings:
-    synth = replace(
-        SynthSettings(), keyword_speakers=args.keyword_speakers, clips_per_word=args.clips_per_word,
-        language_speakers=args.language_speakers, clips_per_speaker=args.clips_per_speaker, seed=args.seed,
-        workers=args.synth_workers,
-    )
-    return DemoSettings(workdir=args.workdir, synth=synth, steps=args.steps, batch_size=args.batch_size, workers=args.workers,
-                        frames=args.frames, queue_size=args.queue_size, lr=args.lr, trials=args.trials,
-                        with_ast=args.with_ast, augment=args.augment, seed=args.seed)
-
-
-def validate(args: argparse.Namespace) -> None:
-    try:
-        settings = settings_from_args(args)
-        settings.validate()
-        check_request(Path(args.workdir) / "audio", settings.synth)
-    except (ConfigError, SynthError) as error:
-        raise SystemExit(f"mast demo: {error}") from None
-
-
-def run(args: argparse.Namespace) -> None:
-    settings = settings_from_args(args)
-    print(f"[demo] settings: {json.dumps(asdict(settings), default=str)}")
-    result = Demo(settings).run()
-    (Path(args.workdir) / "demo_result.json").write_text(json.dumps(
-        {key: value for key, value in result.items() if key != "table"}, indent=2, default=str))
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    defaults, synth = DemoSettings(), SynthSettings()
-    parser = subparsers.add_parser("demo", help="the whole pipeline offline on one machine (synth, ingest, pretrain, sweep, report)",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workdir", type=Path, default=defaults.workdir, help=f"where everything goes (default {defaults.workdir})")
-    parser.add_argument("--steps", type=int, default=defaults.steps, help=f"SS-MAST steps (default {defaults.steps})")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help=f"clips per step (default {defaults.batch_size})")
-    parser.add_argument("--workers", type=int, default=defaults.workers, help=f"Ray Train workers (default {defaults.workers})")
-    parser.add_argument("--frames", type=int, default=defaults.frames, help=f"pretraining crop in frames (default {defaults.frames})")
-    parser.add_argument("--queue-size", type=int, default=defaults.queue_size, help=f"SS-MAST negatives (default {defaults.queue_size})")
-    parser.add_argument("--lr", type=float, default=defaults.lr, help=f"pretraining learning rate (default {defaults.lr})")
-    parser.add_argument("--trials", type=int, default=defaults.trials, help=f"Tune trials per sweep (default {defaults.trials})")
-    parser.add_argument("--with-ast", action="store_true", help="also pretrain and sweep a tiny AST (MAST vs AST)")
-    parser.add_argument("--augment", choices=tuple(AUGMENT), default=defaults.augment,
-                        help="pretraining augmentations: mixup (log-mixup-exp only, the default) or full (the paper's chain)")
-    parser.add_argument("--keyword-speakers", type=int, default=synth.keyword_speakers)
-    parser.add_argument("--clips-per-word", type=int, default=synth.clips_per_word)
-    parser.add_argument("--language-speakers", type=int, default=synth.language_speakers)
-    parser.add_argument("--clips-per-speaker", type=int, default=synth.clips_per_speaker)
-    parser.add_argument("--synth-workers", type=int, default=synth.workers, help="synthesis processes (no effect on the audio)")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.set_defaults(handler=run, validate=validate)

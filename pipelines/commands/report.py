@@ -1,0 +1,38 @@
+"""`mast report`: the command line of :mod:`pipelines.evaluation.report`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pipelines.evaluation.report as _lib
+from pipelines.evaluation.report import collect, markdown, write_report
+
+
+def run(args: argparse.Namespace) -> None:
+    from mlflow import MlflowClient
+
+    from pipelines.common.tracking import default_tracking_uri
+
+    tracking = args.tracking_uri or default_tracking_uri()
+    table = collect(tracking, args.experiment)
+    if not table:
+        raise SystemExit(f"mast report: no finished sweeps in experiment {args.experiment!r}")
+    files = write_report(table, Path(args.out))
+    print(markdown(table))
+    client = MlflowClient(tracking)
+    experiment_id = client.get_experiment_by_name(args.experiment).experiment_id
+    report = client.create_run(experiment_id, run_name="report", tags={"mast.report": "1"})
+    for path in files:
+        client.log_artifact(report.info.run_id, str(path))
+    client.set_terminated(report.info.run_id, "FINISHED")
+    print(f"written: {', '.join(str(p) for p in files)}; logged to MLflow run {report.info.run_id}")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("report", help="results table of the finished sweeps", description=_lib.__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--experiment", default="mast-sweeps")
+    parser.add_argument("--out", default="reports", help="folder for results.md / .csv / .png")
+    parser.add_argument("--tracking-uri", default=None)
+    parser.set_defaults(handler=run)

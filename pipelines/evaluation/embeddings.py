@@ -1,0 +1,136 @@
+"""Frozen-encoder embeddings of a task's clips, computed once with Ray Data and cached.
+
+Linear evaluation trains many probes on the same frozen features, so the encoder runs once per
+(encoder, task) pair: Ray Data streams every shard through CPU or GPU actors that decode, compute
+normalised log-mel (with the *encoder's* own statistics, as it was trained) and embed. The result
+is one Parquet file next to the shards:
+
+    <shards>/embeddings/<encoder sha>-<frames>f-<manifest sha>.parquet
+        id, split, fold, label, embedding (float32 list)
+
+A second call with the same encoder weights, clip length and shards reads the file instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from pipelines.data.stream import ClipFeaturizer, Source, StreamSettings, mixture_files
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def encoder_digest(encoder_dir: str | Path) -> str:
+    """The first 16 hex digits of the encoder weights' sha256: names caches and sweeps."""
+    return _sha256(Path(encoder_dir) / "encoder.safetensors")[:16]
+
+
+def cache_path(shards: str | Path, encoder_dir: str | Path, frames_per_clip: int) -> Path:
+    shards = Path(shards)
+    key = f"{encoder_digest(encoder_dir)}-{frames_per_clip}f-{_sha256(shards / 'manifest.json')[:8]}"
+    return shards / "embeddings" / f"{key}.parquet"
+
+
+class ClipEmbedder:
+    """Ray Data map_batches callable: audio rows -> clip embeddings (one encoder per actor)."""
+
+    def __init__(self, encoder_dir: str, frames_per_clip: int, device: str = "cpu") -> None:
+        from mast_core.checkpoint import load_encoder
+
+        torch.set_num_threads(1)
+        self.device = torch.device(device)
+        self.encoder, features = load_encoder(encoder_dir, map_location=self.device)
+        settings = StreamSettings(frames_per_clip=frames_per_clip, mode="eval")
+        self.featurizer = ClipFeaturizer(settings, features.mean, features.std)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        features = self.featurizer(batch)
+        spec = torch.from_numpy(features["spec"]).to(self.device)
+        lengths = torch.from_numpy(features["length"]).to(self.device)
+        with torch.no_grad():
+            embedding = self.encoder(spec, lengths if int(lengths.min()) < spec.shape[-1] else None)
+        return {
+            "id": features["id"],
+            "split": np.asarray([str(s) for s in batch["split"]]),
+            # a split-based dataset has no folds: null (None, or NaN after numpy conversion) -> -1
+            "fold": np.asarray([-1 if f is None or f != f else int(f) for f in batch["fold"]]),
+            "label": features["label"],
+            "embedding": embedding.float().cpu().numpy(),
+        }
+
+
+def embed_task(
+    shards: str | Path, encoder_dir: str | Path, frames_per_clip: int, actors: int = 1, use_gpu: bool = False,
+    progress=print, target: Path | None = None,
+) -> tuple[Path, bool]:
+    """Embeddings of every clip in ``shards``; returns (parquet path, whether the cache was used).
+
+    ``target`` writes to another file than the cache (``benchmarks/sweep_cache.py`` uses it to
+    measure a sweep that recomputes embeddings in every trial).
+    """
+    import ray.data
+    from ray.data import ActorPoolStrategy
+
+    target = target or cache_path(shards, encoder_dir, frames_per_clip)
+    if target.is_file():
+        progress(f"[embed] using cached embeddings {target}")
+        return target, True
+    files = mixture_files([Source(str(shards))])
+    progress(f"[embed] embedding {len(files)} shards of {shards} with {encoder_dir} ({frames_per_clip} frames per clip)")
+    ray.data.DataContext.get_current().use_datasource_v2 = False  # see pipelines.data.build_stream
+    dataset = ray.data.read_parquet(files, override_num_blocks=len(files)).select_columns(
+        ["id", "audio", "label_indices", "split", "fold"]
+    )
+    embedded = dataset.map_batches(
+        ClipEmbedder,
+        fn_constructor_kwargs={"encoder_dir": str(encoder_dir), "frames_per_clip": frames_per_clip,
+                               "device": "cuda" if use_gpu else "cpu"},
+        batch_size=32,
+        batch_format="numpy",
+        compute=ActorPoolStrategy(size=actors),
+        num_cpus=0 if use_gpu else 1,
+        num_gpus=1 if use_gpu else 0,
+    )
+    columns: dict[str, list] = {"id": [], "split": [], "fold": [], "label": [], "embedding": []}
+    for batch in embedded.iter_batches(batch_size=256, batch_format="numpy"):
+        for key in columns:
+            columns[key].extend(list(batch[key]))
+    order = np.argsort(np.asarray(columns["id"]), kind="stable")  # a stable file, whatever the task order
+    table = pa.table({
+        "id": pa.array([str(columns["id"][i]) for i in order]),
+        "split": pa.array([str(columns["split"][i]) for i in order]),
+        "fold": pa.array([int(columns["fold"][i]) for i in order], pa.int32()),
+        "label": pa.array([int(columns["label"][i]) for i in order], pa.int64()),
+        "embedding": pa.array([np.asarray(columns["embedding"][i], np.float32) for i in order], pa.list_(pa.float32())),
+    })
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    pq.write_table(table, temporary, compression="zstd")
+    os.replace(temporary, target)
+    progress(f"[embed] {table.num_rows} embeddings written to {target}")
+    return target, False
+
+
+def load_embeddings(path: str | Path) -> dict[str, object]:
+    """The cached table as tensors: ``embedding`` (N, D), ``label``, ``fold`` and lists ``id``, ``split``."""
+    table = pq.read_table(path)
+    return {
+        "id": table.column("id").to_pylist(),
+        "split": table.column("split").to_pylist(),
+        "fold": torch.as_tensor(table.column("fold").to_numpy()),
+        "label": torch.as_tensor(table.column("label").to_numpy()),
+        "embedding": torch.as_tensor(np.stack(table.column("embedding").to_numpy(zero_copy_only=False))),
+    }

@@ -1,0 +1,292 @@
+"""`mast sweep TASK --checkpoint CKPT [--protocol linear|finetune]`: a Ray Tune sweep for one task.
+
+1. Load the task (``configs/tasks``) and its search space (``tune_spaces/TASK.yaml``, or
+   ``tune_spaces/finetune/TASK.yaml``); both are validated before any work starts. CKPT is an
+   exported encoder folder, an MLflow run id or ``runs:/`` URI of a pretraining run, ``random:ARCH``
+   (a seeded random initialisation, e.g. ``random:mast_small``) or ``imagenet:ARCH:TIMM_FILE``.
+2. ``linear`` (default): embed every clip once with the frozen encoder (``pipelines.embeddings``;
+   cached), and each Tune trial fits linear probes on the *train* rows and reports accuracy on the
+   *validation* rows. ``finetune``: each trial is a Ray Train run (``pipelines.finetune``) that
+   updates the encoder and a linear head on the train clips and scores the validation clips.
+   ASHA stops weak trials early. Test clips never reach a trial.
+3. The best configuration is refitted once per round (one round, or one per fold) and scored on
+   the test clips; a fold task's score is the mean over folds.
+4. MLflow: one parent run per sweep (task, protocol, checkpoint, best config, test score) with a
+   child run per trial (its params and per-epoch validation accuracy).
+
+``--resume`` continues an interrupted sweep with ``Tuner.restore``; finished trials are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import torch
+
+from mast_core.probe import ProbeSettings, fit_linear_probe
+from pipelines.common.config import ConfigError
+from pipelines.common.tracking import default_tracking_uri, experiment_id_for, find_run
+from pipelines.evaluation.embeddings import embed_task, load_embeddings
+from pipelines.evaluation.spaces import TuneSpace
+from pipelines.evaluation.tasks import TaskConfig
+
+
+def role_rows(data: dict, selection: dict) -> torch.Tensor:
+    """Indices of the rows a role takes: by split name or by fold number."""
+    if "splits" in selection:
+        wanted = set(selection["splits"])
+        mask = torch.tensor([split in wanted for split in data["split"]], dtype=torch.bool)
+    else:
+        mask = torch.isin(data["fold"], torch.tensor(selection["folds"], dtype=data["fold"].dtype))
+    return mask.nonzero().squeeze(1)
+
+
+def split_rounds(task: TaskConfig, data: dict) -> tuple[list[dict], list[tuple[torch.Tensor, torch.Tensor]]]:
+    """Per round: (train, validation) tensors for selection, and the test tensors kept apart."""
+    selection, tests = [], []
+    for fold in task.rounds:
+        roles = task.selection(fold)
+        parts = {}
+        for role in ("train", "validation", "test"):
+            index = role_rows(data, roles[role])
+            if len(index) == 0:
+                raise ConfigError(f"task {task.name}: no clips for {role} ({roles[role]}) in {task.shards}")
+            parts[role] = (data["embedding"][index], data["label"][index])
+        selection.append({"train": parts["train"], "validation": parts["validation"]})
+        tests.append(parts["test"])
+    return selection, tests
+
+
+def probe_settings(config: dict) -> ProbeSettings:
+    fields = ProbeSettings.__dataclass_fields__
+    return ProbeSettings(**{key: (int(value) if fields[key].type == "int" else value) for key, value in config.items() if key in fields})
+
+
+def linear_trial(config: dict, rounds: list[dict], num_classes: int) -> None:
+    """One Tune trial: a probe per round; reports the running mean validation accuracy."""
+    from ray import tune
+
+    torch.set_num_threads(1)
+    settings = probe_settings(config)
+    single = len(rounds) == 1
+    scores = []
+    for data in rounds:
+        def per_epoch(epoch: int, metrics: dict) -> None:
+            if single:  # per-epoch reports let ASHA stop weak trials early
+                tune.report({"val_accuracy": metrics["val_accuracy"], "train_loss": metrics["train_loss"], "epoch": epoch})
+
+        probe = fit_linear_probe(*data["train"], *data["validation"], settings, num_classes=num_classes, on_epoch=per_epoch)
+        scores.append(probe.val_accuracy)
+        if not single:  # fold tasks: one report per round, the mean so far
+            tune.report({"val_accuracy": statistics.mean(scores), "rounds_done": len(scores)})
+    if single:
+        tune.report({"val_accuracy": scores[0], "best_epoch": probe.best_epoch, "done": 1})
+
+
+def trial_progress(progress, total: int):
+    """A Tune callback that prints one line per finished trial (Tune's status tables are switched off)."""
+    from ray import tune
+
+    class TrialProgress(tune.Callback):
+        # no closure over `progress`: Tune pickles its callbacks with the experiment state, and
+        # the driver's print may be a patched one; a restored callback prints with print
+        def __init__(self, progress, total: int) -> None:
+            self.done, self.total, self.progress = 0, total, progress
+
+        def __getstate__(self) -> dict:
+            return {"done": self.done, "total": self.total}
+
+        def __setstate__(self, state: dict) -> None:
+            self.done, self.total, self.progress = state["done"], state["total"], print
+
+        def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+            self.done += 1
+            result = trial.last_result or {}
+            shown = {key: (f"{value:.3g}" if isinstance(value, float) else value) for key, value in trial.config.items()}
+            self.progress(f"[sweep] trial {self.done}/{self.total} done: val_accuracy {result.get('val_accuracy', float('nan')):.4f} "
+                          f"after {result.get('training_iteration', 0)} reports {shown}")
+
+        def on_trial_error(self, iteration, trials, trial, **info) -> None:
+            self.progress(f"[sweep] trial {trial.trial_id} failed; its error is in {trial.local_path}")
+
+    return TrialProgress(progress, total)
+
+
+def _parent_run(client, experiment: str, name: str, tags: dict) -> tuple[str, bool]:
+    """(run id, existed): the sweep's parent run, found by name so a resumed sweep reuses it."""
+    experiment_id = experiment_id_for(client, experiment, client.tracking_uri)
+    run = find_run(client, experiment_id, "mast.sweep_name", name)
+    if run is not None:
+        return run.info.run_id, True
+    run = client.create_run(experiment_id, run_name=name, tags={"mast.sweep_name": name, **tags})
+    return run.info.run_id, False
+
+
+def _linear_plan(task: TaskConfig, encoder_dir: Path, num_classes: int, progress) -> tuple:
+    """(trainable, test scorer, key, tags): probes on cached embeddings; tests stay in the driver."""
+    from ray import tune
+
+    cache, cached = embed_task(task.shards, encoder_dir, task.frames_per_clip, progress=progress)
+    rounds, tests = split_rounds(task, load_embeddings(cache))
+
+    def score_tests(best_config: dict, _space: TuneSpace) -> list[float]:
+        settings = probe_settings(best_config)
+        scores = []
+        for data_round, (test_x, test_y) in zip(rounds, tests):  # the test rows are used here, once
+            probe = fit_linear_probe(*data_round["train"], *data_round["validation"], settings, num_classes=num_classes)
+            scores.append(probe.accuracy(test_x, test_y))
+        return scores
+
+    trainable = tune.with_parameters(linear_trial, rounds=rounds, num_classes=num_classes)
+    return trainable, score_tests, cache.stem.split("-")[0], {"embedding_cache": str(cache)}, {"embeddings_cached": cached}
+
+
+def _finetune_plan(task: TaskConfig, encoder_dir: Path, num_classes: int, space: TuneSpace, storage: Path) -> tuple:
+    """(trainable, test scorer, key, tags): a Train run per trial; the best config refitted per round."""
+    from ray import tune
+
+    from mast_core.checkpoint import load_encoder
+    from pipelines.evaluation.embeddings import encoder_digest
+    from pipelines.evaluation.finetune import finetune_settings, finetune_trial, fit_round
+
+    _, features = load_encoder(encoder_dir)
+    stats = (features.mean, features.std)
+    key = encoder_digest(encoder_dir)
+    runs = storage / f"{task.name}-finetune-{key}-train"  # the trials' Train runs, beside the Tune experiment
+    common = {"workers": space.workers, "use_gpu": space.resources.get("gpu", 0) > 0,
+              "cpus_per_worker": space.resources.get("cpu", 1.0)}
+
+    def score_tests(best_config: dict, _space: TuneSpace) -> list[float]:
+        scores = []
+        for fold in task.rounds:  # the test clips reach a Trainer here only, after selection
+            metrics = fit_round(task, encoder_dir, finetune_settings(best_config), fold=fold, num_classes=num_classes,
+                                stats=stats, storage=runs, name=f"test-round-{fold or 0}", with_test=True, **common)
+            scores.append(metrics["test_accuracy"])
+        return scores
+
+    trainable = tune.with_parameters(finetune_trial, task=task, encoder_dir=str(encoder_dir), num_classes=num_classes,
+                                     stats=stats, storage=str(runs), **common)
+    return trainable, score_tests, key, {}, {}
+
+
+def max_concurrent_finetune_trials(space: TuneSpace) -> int:
+    """Trials that fit the cluster at once. Each needs its Train workers plus its data actors, and a
+    trial started without them would wait for ever: Tune's own accounting sees only the trial
+    function. One CPU stays free for Ray Data's file-listing tasks (the hang in the platform notes)."""
+    import ray
+
+    from pipelines.evaluation.finetune import DATA_ACTORS_PER_TRIAL
+
+    per_trial = space.workers * space.resources.get("cpu", 1.0) + DATA_ACTORS_PER_TRIAL
+    return max(1, int((ray.cluster_resources().get("CPU", 1) - 1) // per_trial))
+
+
+def run_sweep(
+    task: TaskConfig,
+    encoder_dir: str | Path,
+    space: TuneSpace,
+    *,
+    protocol: str = "linear",
+    storage: str | Path = "runs/sweeps",
+    tracking_uri: str | None = None,
+    experiment: str = "mast-sweeps",
+    resume: bool = False,
+    label: str | None = None,
+    progress=print,
+) -> dict:
+    from mlflow import MlflowClient
+    from ray import tune
+    from ray.air.integrations.mlflow import MLflowLoggerCallback
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    from pipelines.common.runtime import init_ray
+
+    encoder_dir = Path(encoder_dir)
+    shards = Path(task.shards)
+    if protocol not in ("linear", "finetune"):
+        raise ConfigError(f"protocol: 'linear' or 'finetune', got {protocol!r}")
+    if space.protocol != protocol:
+        raise ConfigError(f"the search space is for the {space.protocol} protocol, the sweep asks for {protocol}")
+    if not (shards / "manifest.json").is_file():
+        raise ConfigError(f"{shards}/manifest.json not found; make the shards with: {task.ingest}")
+    if not (encoder_dir / "encoder.safetensors").is_file():
+        raise ConfigError(f"--checkpoint {encoder_dir}: not an exported encoder folder (encoder.safetensors + config.json)")
+    manifest = json.loads((shards / "manifest.json").read_text())
+    num_classes = len(manifest["vocabulary"])
+    tracking_uri = tracking_uri or default_tracking_uri()
+    storage = Path(storage).resolve()
+    init_ray()
+
+    if protocol == "linear":
+        trainable, score_tests, key, tags, extra = _linear_plan(task, encoder_dir, num_classes, progress)
+    else:
+        trainable, score_tests, key, tags, extra = _finetune_plan(task, encoder_dir, num_classes, space, storage)
+    name = f"{task.name}-{protocol}-{key}"
+    client = MlflowClient(tracking_uri)
+    arch = json.loads((encoder_dir / "config.json").read_text())["arch"]
+    parent_id, _ = _parent_run(client, experiment, name, {
+        "task": task.name, "protocol": protocol, "checkpoint": str(encoder_dir.resolve()),
+        "model_label": label or f"{arch.upper()} {encoder_dir.resolve().name}", **tags,
+    })
+    progress(f"[sweep] {task.name} ({protocol}): {len(task.rounds)} round(s), {num_classes} classes; MLflow parent run {parent_id}")
+
+    resources = {key.upper(): value for key, value in space.resources.items()}
+    concurrency = None
+    if protocol == "finetune":  # the trial function only drives a TorchTrainer, which holds the resources
+        resources, concurrency = {"CPU": 0.01}, max_concurrent_finetune_trials(space)
+    trainable = tune.with_resources(trainable, resources)
+    path = storage / name
+    if resume and tune.Tuner.can_restore(str(path)):
+        progress(f"[sweep] resuming {path}")
+        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
+    else:
+        if path.exists() and not resume:
+            raise ConfigError(f"{path} holds an earlier sweep of this task and checkpoint; pass --resume to continue it")
+        scheduler = (
+            ASHAScheduler(max_t=10_000, grace_period=space.scheduler.grace_period, reduction_factor=space.scheduler.reduction_factor)
+            if space.scheduler.type == "asha" else FIFOScheduler()
+        )
+        tuner = tune.Tuner(
+            trainable,
+            param_space=space.tune_space(),
+            tune_config=tune.TuneConfig(metric="val_accuracy", mode="max", num_samples=space.num_samples, scheduler=scheduler,
+                                        max_concurrent_trials=concurrency),
+            run_config=tune.RunConfig(
+                name=name, storage_path=str(storage), verbose=0,
+                callbacks=[MLflowLoggerCallback(tracking_uri=tracking_uri, experiment_name=experiment,
+                                                tags={"mlflow.parentRunId": parent_id, "task": task.name}, save_artifact=False),
+                           trial_progress(progress, space.num_samples)],
+            ),
+        )
+    progress(f"[sweep] {space.num_samples} trials, at most {concurrency or 'one per free CPU'} at once; Tune state in {path}")
+    results = tuner.fit()
+    best = results.get_best_result(metric="val_accuracy", mode="max")
+    best_config = dict(best.config)
+    progress(f"[sweep] best validation accuracy {best.metrics['val_accuracy']:.4f} with {best_config}")
+
+    test_scores = score_tests(best_config, space)
+    summary = {
+        "task": task.name,
+        "protocol": protocol,
+        "test_accuracy": statistics.mean(test_scores),
+        "test_accuracy_std": statistics.pstdev(test_scores) if len(test_scores) > 1 else 0.0,
+        "test_scores": test_scores,
+        "val_accuracy": float(best.metrics["val_accuracy"]),
+        "best_config": best_config,
+        "trials": len(results),
+        "parent_run_id": parent_id,
+        **extra,
+    }
+    for key, value in best_config.items():
+        try:
+            client.log_param(parent_id, f"best.{key}", value)
+        except Exception:  # a resumed sweep already logged the best config; params are immutable
+            pass
+    for key in ("test_accuracy", "val_accuracy") + (("test_accuracy_std",) if len(test_scores) > 1 else ()):
+        client.log_metric(parent_id, key, summary[key])  # a std is logged only where there are folds
+    client.set_terminated(parent_id, "FINISHED")
+    progress(f"[sweep] {task.name}: test accuracy {summary['test_accuracy']:.4f}"
+             + (f" ± {summary['test_accuracy_std']:.4f} over {len(test_scores)} folds" if len(test_scores) > 1 else ""))
+    return summary

@@ -1,0 +1,138 @@
+"""The typed pretraining config (``configs/pretrain/*.yaml``): every key, its default and its check.
+
+A YAML file is loaded with :func:`pipelines.common.config.load_config`; an unknown key or a bad
+value raises :class:`~pipelines.common.config.ConfigError` naming it, before any work starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pipelines.common.config import ConfigError, build
+from pipelines.data.stream import AugmentSettings, Source
+
+
+@dataclass
+class SourceConfig:
+    path: str
+    weight: float = 1.0
+    splits: list[str] | None = None
+
+    def to_source(self) -> Source:
+        return Source(self.path, self.weight, tuple(self.splits) if self.splits else None)
+
+
+@dataclass
+class DataSection:
+    sources: list[SourceConfig] = field(default_factory=list)
+    # Held-out slice for a validation loss: the first val_clips clips of these sources, augmented
+    # once and kept fixed, so the curve compares like with like.
+    validation_sources: list[SourceConfig] = field(default_factory=list)
+    val_clips: int = 64
+    frames_per_clip: int = 1024
+    decode_actors: int = 1
+    featurize_batch: int = 32
+    shuffle_buffer: int = 256
+    seed: int = 0
+    augment: AugmentSettings = field(default_factory=AugmentSettings)
+
+    def validate(self) -> None:
+        if not self.sources:
+            raise ConfigError("sources: give at least one ingested dataset folder")
+        if self.frames_per_clip < 16 or self.decode_actors < 1 or self.featurize_batch < 1 or self.shuffle_buffer < 0:
+            raise ConfigError("frames_per_clip >= 16, decode_actors >= 1, featurize_batch >= 1, shuffle_buffer >= 0")
+
+
+@dataclass
+class ModelSection:
+    arch: Literal["mast_tiny", "mast_small", "mast_base", "ast_tiny", "ast_base"] = "mast_tiny"
+    objective: Literal["ssmast", "ssast"] = "ssmast"
+    imagenet: str | None = None
+    drop_path_rate: float = 0.0
+
+    def validate(self) -> None:
+        if self.objective == "ssast" and not self.arch.startswith("ast"):
+            raise ConfigError(f"objective: ssast needs an AST arch, got {self.arch}")
+        if self.imagenet is not None and not Path(self.imagenet).is_file():
+            raise ConfigError(f"imagenet: {self.imagenet} not found")
+
+
+@dataclass
+class ObjectiveSection:
+    proj_dim: int = 256
+    head: Literal["linear", "mlp"] = "linear"
+    queue_size: int = 65536
+    temperature: float = 0.07
+    patch_drop: float = 0.2
+    momentum: Literal["cosine", "fixed"] = "cosine"
+    momentum_base: float = 0.99
+    momentum_final: float = 1.0
+    ssast_masked: int = 400
+
+    def validate(self) -> None:
+        if not 0.0 <= self.patch_drop < 1.0:
+            raise ConfigError(f"patch_drop: must be in [0, 1), got {self.patch_drop}")
+        if not 0.0 <= self.momentum_base <= 1.0 or not 0.0 <= self.momentum_final <= 1.0:
+            raise ConfigError("momentum_base and momentum_final must be in [0, 1]")
+        if self.temperature <= 0 or self.queue_size < 1 or self.proj_dim < 1:
+            raise ConfigError("temperature, queue_size and proj_dim must be positive")
+
+
+@dataclass
+class OptimSection:
+    lr: float = 5e-4
+    weight_decay: float = 0.05
+    batch_size: int = 64  # per worker, per micro-step
+    grad_accum: int = 1
+    warmup_steps: int = 1000
+    total_steps: int = 100000
+    clip_grad: float = 3.0
+
+    def validate(self) -> None:
+        if self.lr <= 0 or self.batch_size < 1 or self.grad_accum < 1 or self.total_steps < 1 or self.warmup_steps < 0:
+            raise ConfigError("lr > 0, batch_size >= 1, grad_accum >= 1, total_steps >= 1, warmup_steps >= 0")
+
+
+@dataclass
+class RunSection:
+    name: str = "pretrain"
+    storage: str = "runs"
+    num_workers: int = 1
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    max_failures: int = 3
+    log_every: int = 10
+    val_every: int = 500
+    tracking_uri: str | None = None
+    experiment: str = "mast-pretrain"
+    seed: int = 0
+    torch_threads: int = 1
+
+    def validate(self) -> None:
+        if not self.name or "/" in self.name:
+            raise ConfigError(f"name: must be a non-empty name without '/', got {self.name!r}")
+        if min(self.num_workers, self.checkpoint_every, self.keep_checkpoints, self.log_every, self.val_every) < 1:
+            raise ConfigError("num_workers, checkpoint_every, keep_checkpoints, log_every and val_every must be >= 1")
+        if self.max_failures < -1:
+            raise ConfigError(f"max_failures: -1 (unlimited) or >= 0, got {self.max_failures}")
+
+
+@dataclass
+class PretrainConfig:
+    run: RunSection = field(default_factory=RunSection)
+    model: ModelSection = field(default_factory=ModelSection)
+    objective: ObjectiveSection = field(default_factory=ObjectiveSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    data: DataSection = field(default_factory=DataSection)
+
+    def validate(self) -> None:
+        if self.run.checkpoint_every > self.optim.total_steps:
+            raise ConfigError(f"run.checkpoint_every ({self.run.checkpoint_every}) exceeds optim.total_steps ({self.optim.total_steps})")
+
+
+def load_config_dict(data: dict) -> PretrainConfig:
+    return build(PretrainConfig, data)

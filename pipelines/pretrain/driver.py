@@ -1,0 +1,187 @@
+"""`mast pretrain --config configs/pretrain/NAME.yaml [--set key=value ...]`: SS-MAST on Ray Train.
+
+The recipe, top to bottom:
+1. load and validate the config (an unknown key or a bad value fails here, before any work);
+2. start or join Ray (``RAY_ADDRESS`` / ``ray job submit`` -> the cluster, else an embedded Ray);
+3. open the MLflow run of this job: a new one, or the existing run with the same ``run.name``
+   (a re-run resumes both the training and its MLflow run);
+4. stream the ingested shards (``pipelines.data``) into a ``TorchTrainer`` whose workers run
+   :func:`train_loop` under DDP (gloo on CPU, NCCL on GPU, bf16 autocast on GPU);
+5. export the encoder (safetensors + JSON) and log it with the config and a loss curve.
+
+Fault tolerance: every ``checkpoint_every`` steps the workers report a checkpoint holding the
+student, teacher, heads, queue, optimiser, scheduler, step, data position and RNG state.
+``FailureConfig(max_failures)`` restarts a killed worker group from the newest checkpoint, and
+running the same command again resumes from it. Rank 0 writes metrics to MLflow every
+``log_every`` steps; after a restart it skips the steps MLflow already holds (the replayed steps
+between the checkpoint and the crash), so every step appears exactly once. If the tracking server
+cannot be reached, the metrics stay buffered, a warning is printed, and training goes on; the
+buffer is retried at every later flush and saved in each checkpoint as ``metrics.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from pipelines.common.config import ConfigError, flatten, to_dict
+from pipelines.common.tracking import default_tracking_uri, experiment_id_for, find_run, pyplot, quick_mlflow_failures
+from pipelines.data.stream import DataConfigError, StreamSettings, build_stream, normalisation_stats
+from pipelines.pretrain.config import PretrainConfig
+from pipelines.pretrain.loop import MetricBuffer, train_loop
+
+
+def open_mlflow_run(config: PretrainConfig, tracking_uri: str) -> tuple[str, bool]:
+    """(run id, resumed): the run tagged with this run name, or a new one with all params."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    experiment_id = experiment_id_for(client, config.run.experiment, tracking_uri)
+    params = {key: str(value)[:6000] for key, value in flatten(to_dict(config)).items()}
+    run = find_run(client, experiment_id, "mast.run_name", config.run.name)
+    if run is not None:
+        changed = sorted(key for key, value in params.items() if run.data.params.get(key, value) != value)
+        if changed:
+            raise ConfigError(f"run {config.run.name!r} exists with a different config ({', '.join(changed[:5])}); pick a new run.name")
+        client.update_run(run.info.run_id, status="RUNNING")
+        return run.info.run_id, True
+    run = client.create_run(experiment_id, run_name=config.run.name, tags={"mast.run_name": config.run.name})
+    items = list(params.items())
+    for start in range(0, len(items), 90):
+        client.log_batch(run.info.run_id, params=[mlflow.entities.Param(k, v) for k, v in items[start : start + 90]])
+    return run.info.run_id, False
+
+
+def loss_curve_png(client, run_id: str, path: Path) -> None:
+    plt = pyplot()
+    history = sorted(client.get_metric_history(run_id, "loss"), key=lambda m: m.step)
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    axis.plot([m.step for m in history], [m.value for m in history])
+    axis.set_xlabel("step")
+    axis.set_ylabel("SS-MAST loss")
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def pretrain(config: PretrainConfig, tracking_uri: str | None = None, dataset=None, stats: tuple[float, float] | None = None) -> dict:
+    """Run (or resume) the job; returns the run id, final step and checkpoint path.
+
+    ``dataset`` replaces the shard stream with any Ray Dataset of ``view_a``/``view_b`` rows
+    (``benchmarks/pretrain_throughput.py`` feeds in-memory batches); ``stats`` then gives the
+    normalisation statistics stored with the exported encoder.
+    """
+    from mlflow import MlflowClient
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from pipelines.common.runtime import init_ray
+
+    sources = [source.to_source() for source in config.data.sources]
+    if dataset is None:
+        try:
+            stats = normalisation_stats(sources)  # also checks that every source has a manifest
+        except DataConfigError as error:
+            raise ConfigError(f"data.sources: {error}") from None
+    stats = stats or (0.0, 0.5)
+    for source in config.data.validation_sources:  # fail before MLflow or Ray start
+        try:
+            source.to_source().manifest()
+        except DataConfigError as error:
+            raise ConfigError(f"data.validation_sources: {error}") from None
+    tracking_uri = tracking_uri or config.run.tracking_uri or default_tracking_uri()
+    quick_mlflow_failures()
+    try:
+        run_id, resumed = open_mlflow_run(config, tracking_uri)
+    except ConfigError:
+        raise
+    except Exception as error:  # server down at start: keep a local store for this job
+        fallback = Path(config.run.storage).resolve() / config.run.name / "mlflow.db"
+        fallback.parent.mkdir(parents=True, exist_ok=True)
+        print(f"[pretrain] warning: MLflow at {tracking_uri} is not reachable ({type(error).__name__}); "
+              f"logging to sqlite:///{fallback} instead", file=sys.stderr, flush=True)
+        tracking_uri = f"sqlite:///{fallback}"
+        run_id, resumed = open_mlflow_run(config, tracking_uri)
+    print(f"[pretrain] MLflow run {run_id} ({'resumed' if resumed else 'new'}) at {tracking_uri}", flush=True)
+    init_ray()
+    def settings(seed: int) -> StreamSettings:
+        return StreamSettings(
+            frames_per_clip=config.data.frames_per_clip, mode="pretrain", batch_size=config.data.featurize_batch,
+            decode_actors=config.data.decode_actors, seed=seed, augment=config.data.augment,
+        )
+
+    datasets = {"train": dataset if dataset is not None else build_stream(sources, settings(config.data.seed), stats)}
+    if config.data.validation_sources:
+        try:
+            val_stream = build_stream([v.to_source() for v in config.data.validation_sources], settings(config.data.seed + 1), stats)
+        except DataConfigError as error:
+            raise ConfigError(f"data.validation_sources: {error}") from None
+        datasets["val"] = val_stream.limit(config.data.val_clips).materialize()
+    storage = Path(config.run.storage).resolve()
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config={
+            "config": to_dict(config), "tracking_uri": tracking_uri, "run_id": run_id, "stats": stats, "has_val": "val" in datasets,
+        },
+        scaling_config=ScalingConfig(
+            num_workers=config.run.num_workers, use_gpu=config.run.use_gpu,
+            resources_per_worker={"CPU": config.run.cpus_per_worker, **({"GPU": 1} if config.run.use_gpu else {})},
+        ),
+        datasets=datasets,
+        run_config=RunConfig(
+            name=config.run.name,
+            storage_path=str(storage),
+            failure_config=FailureConfig(max_failures=config.run.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=config.run.keep_checkpoints),
+        ),
+    )
+    result = trainer.fit()
+    client = MlflowClient(tracking_uri)
+    if result.error is not None:
+        _try(lambda: client.set_terminated(run_id, status="FAILED"))
+        raise result.error
+    with result.checkpoint.as_directory() as folder:
+        folder = Path(folder)
+        progress = json.loads((folder / "progress.json").read_text())
+        export = storage / config.run.name / "encoder"
+        if (folder / "encoder").is_dir():
+            import shutil
+
+            shutil.rmtree(export, ignore_errors=True)
+            shutil.copytree(folder / "encoder", export)
+        pending = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line]
+    if pending:  # the server was down at the last checkpoint: log what rank 0 kept
+        buffer = MetricBuffer(tracking_uri, run_id)
+        buffer.pending = [(entry.pop("step"), entry) for entry in pending]
+        buffer.flush()
+
+    def log_outputs() -> None:
+        with tempfile.TemporaryDirectory() as scratch:
+            scratch = Path(scratch)
+            (scratch / "config.yaml").write_text(__import__("yaml").safe_dump(to_dict(config), sort_keys=False))
+            loss_curve_png(client, run_id, scratch / "loss_curve.png")
+            client.log_artifact(run_id, str(scratch / "config.yaml"))
+            client.log_artifact(run_id, str(scratch / "loss_curve.png"))
+        if export.is_dir():
+            client.log_artifacts(run_id, str(export), artifact_path="encoder")
+        client.set_terminated(run_id, status="FINISHED")
+
+    _try(log_outputs)
+    print(f"[pretrain] finished at step {progress['step']}; encoder exported to {export}", flush=True)
+    return {
+        "run_id": run_id, "step": progress["step"], "export": str(export), "checkpoint": result.checkpoint.path,
+        "tracking_uri": tracking_uri,
+    }
+
+
+def _try(action) -> None:
+    """MLflow bookkeeping after training: warn, never fail the finished job (the checkpoint has it all)."""
+    try:
+        action()
+    except Exception as error:
+        print(f"[pretrain] warning: MLflow not reachable at the end ({type(error).__name__}); the encoder and "
+              "metrics.jsonl are in the final checkpoint", file=sys.stderr, flush=True)

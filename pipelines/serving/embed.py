@@ -1,0 +1,216 @@
+"""`mast embed`: embeddings of audio files with a trained encoder, written to Parquet.
+
+    mast embed clips/ extra.wav 'more/**/*.flac' --checkpoint runs/pretrain/encoder --out emb.parquet
+    mast embed data/ --checkpoint runs:/<run id>/encoder --out emb.parquet --frames --device cuda
+    mast embed data/ --checkpoint <32-hex run id> --tracking-uri http://mlflow:5000 --out emb.parquet
+
+AUDIO: files (any format soundfile reads), folders (searched recursively for .wav, .flac, .mp3,
+.ogg) and glob patterns (quoted; ``**`` recurses). Each file is decoded, its channels averaged,
+resampled to the encoder's rate and embedded with :class:`mast_core.embed.Embedder` (long files in
+windows, see there). ``--workers`` threads decode files and compute their log-mel features
+while the encoder runs.
+
+CHECKPOINT: an exported encoder folder, an MLflow URI (``runs:/<id>/encoder``, ``models:/...``)
+or a bare MLflow run id (read as ``runs:/<id>/encoder``) at ``--tracking-uri`` (default:
+``MLFLOW_TRACKING_URI``, else ``./mlflow.db``).
+
+Output, one row per embedded file, in input order: ``path``, ``duration_s``, ``embedding``
+(list<float32>); with ``--frames`` also ``frame_embeddings`` (list<list<float32>>) and
+``timestamps_s`` (list<float32>, centre of each frame embedding). Files that cannot be decoded
+are reported on stderr, skipped and listed in the Parquet file's key-value metadata (key
+``mast.embed``, JSON: checkpoint, arch, embedding size, counts and ``skipped``: path, reason,
+detail; ``pyarrow.parquet.read_metadata(path).metadata[b"mast.embed"]``); :func:`read_embeddings`
+returns the table and that summary. The job fails only if no file at all could be embedded.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from mast_core.audio import AudioError
+from mast_core.embed import Embedder, read_clip
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg")
+METADATA_KEY = b"mast.embed"
+
+
+class EmbedInputError(ValueError):
+    """Bad command-line input (a missing path, a pattern that matches nothing)."""
+
+
+def expand_inputs(items: list[str]) -> list[Path]:
+    """Audio files named by ``items`` (files, folders searched recursively, glob patterns), in order.
+
+    Folders contribute files with an audio suffix (wav, flac, mp3, ogg), sorted; an explicit file
+    or a glob match is taken whatever its suffix. Duplicates are dropped.
+    """
+    files: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES)
+            if not found:
+                raise EmbedInputError(f"{item}: folder holds no audio files ({', '.join(AUDIO_SUFFIXES)})")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        elif glob.has_magic(item):
+            found = []
+            for match in sorted(glob.glob(item, recursive=True)):
+                match = Path(match)
+                if match.is_dir():
+                    found.extend(sorted(f for f in match.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES))
+                elif match.is_file():
+                    found.append(match)
+            if not found:
+                raise EmbedInputError(f"{item}: pattern matches no files")
+            files.extend(found)
+        else:
+            raise EmbedInputError(f"{item}: no such file or folder")
+    seen: set[Path] = set()
+    unique = []
+    for file in files:
+        key = file.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(file)
+    return unique
+
+
+def _load(path: Path, embedder: Embedder) -> tuple[tuple[int, torch.Tensor] | None, tuple[str, str] | None]:
+    """(samples, features) of one file, or the reason it cannot be used; runs in a worker thread."""
+    try:
+        wave = read_clip(path, embedder.sample_rate)
+        return (wave.numel(), embedder.spectrogram(wave)), None
+    except AudioError as error:
+        return None, (error.reason, str(error))
+    except Exception as error:  # a decoder, resampler or feature failure on one file must not stop the job
+        return None, ("error", f"{type(error).__name__}: {error}")
+
+
+def _schema(frames: bool) -> pa.Schema:
+    fields = [pa.field("path", pa.string()), pa.field("duration_s", pa.float64()), pa.field("embedding", pa.list_(pa.float32()))]
+    if frames:
+        fields += [pa.field("frame_embeddings", pa.list_(pa.list_(pa.float32()))), pa.field("timestamps_s", pa.list_(pa.float32()))]
+    return pa.schema(fields)
+
+
+def embed_files(
+    files: list[Path],
+    embedder: Embedder,
+    out: str | Path,
+    *,
+    frames: bool = False,
+    workers: int = 2,
+    chunk: int | None = None,
+    checkpoint: str = "",
+    progress=print,
+) -> dict:
+    """Embed ``files`` into the Parquet file ``out``; returns the summary stored in its metadata.
+
+    ``workers`` threads decode files and compute their features (:meth:`Embedder.spectrogram`) one
+    chunk ahead of the encoder (``chunk`` files, default 4 batches), so memory stays bounded for
+    any number of files. Undecodable files are
+    skipped and listed. The output appears atomically when the job ends.
+
+    Example::
+
+        summary = embed_files(expand_inputs(["clips/"]), Embedder.from_checkpoint("enc/"), "emb.parquet")
+        summary["embedded"], summary["skipped"]
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    chunk = chunk or max(4 * embedder.batch_size, 16)
+    rate = embedder.sample_rate
+    schema = _schema(frames)
+    temporary = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    skipped: list[dict[str, str]] = []
+    embedded = 0
+    started = time.perf_counter()
+    writer = pq.ParquetWriter(temporary, schema, compression="zstd")
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mast-decode") as pool:
+
+            def submit(start: int) -> list[Future]:
+                return [pool.submit(_load, path, embedder) for path in files[start : start + chunk]]
+
+            pending = submit(0)
+            for start in range(0, len(files), chunk):
+                decoded = [future.result() for future in pending]
+                pending = submit(start + chunk)  # decode the next chunk while this one is embedded
+                paths, samples, specs = [], [], []
+                for path, (loaded, problem) in zip(files[start : start + chunk], decoded):
+                    if problem is None:
+                        paths.append(path)
+                        samples.append(loaded[0])
+                        specs.append(loaded[1])
+                        continue
+                    reason, detail = problem
+                    skipped.append({"path": str(path), "reason": reason, "detail": detail})
+                    print(f"[embed] skipped {path}: {detail}", file=sys.stderr, flush=True)
+                if specs:
+                    result = embedder.embed_spectrograms(specs, frames=frames)
+                    columns = {
+                        "path": pa.array([str(p) for p in paths], pa.string()),
+                        "duration_s": pa.array([n / rate for n in samples], pa.float64()),
+                        "embedding": pa.array(list(result.clip.numpy().astype(np.float32)), pa.list_(pa.float32())),
+                    }
+                    if frames:
+                        columns["frame_embeddings"] = pa.array(
+                            [list(f.numpy().astype(np.float32)) for f in result.frames], pa.list_(pa.list_(pa.float32()))
+                        )
+                        columns["timestamps_s"] = pa.array([t.numpy() for t in result.timestamps], pa.list_(pa.float32()))
+                    writer.write_table(pa.table(columns, schema=schema))
+                    embedded += len(specs)
+                done = min(start + chunk, len(files))
+                elapsed = time.perf_counter() - started
+                progress(f"[embed] {done}/{len(files)} files: {embedded} embedded, {len(skipped)} skipped, "
+                         f"{embedded / max(elapsed, 1e-9):.1f} clips/s")
+        summary = {
+            "checkpoint": checkpoint,
+            "arch": embedder.model.arch,
+            "embedding_size": embedder.embedding_size,
+            "sample_rate": rate,
+            "window_frames": embedder.window_frames,
+            "frames": frames,
+            "frame_hop_s": embedder.frame_hop_seconds,
+            "files": len(files),
+            "embedded": embedded,
+            "skipped_count": len(skipped),
+            "skipped": skipped,
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        writer.add_key_value_metadata({METADATA_KEY: json.dumps(summary).encode()})
+        writer.close()
+        os.replace(temporary, out)
+    except BaseException:
+        writer.close()
+        temporary.unlink(missing_ok=True)
+        raise
+    return summary
+
+
+def read_embeddings(path: str | Path) -> tuple[pa.Table, dict]:
+    """The table written by ``mast embed`` and its summary (``skipped`` files included).
+
+    Example::
+
+        table, summary = read_embeddings("emb.parquet")
+        vectors = np.stack(table.column("embedding").to_numpy(zero_copy_only=False))   # (N, D)
+    """
+    table = pq.read_table(path)
+    raw = (pq.read_metadata(path).metadata or {}).get(METADATA_KEY)
+    if raw is None:
+        raise ValueError(f"{path}: no {METADATA_KEY.decode()} metadata; not written by `mast embed`")
+    return table, json.loads(raw)

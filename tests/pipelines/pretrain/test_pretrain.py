@@ -1,0 +1,226 @@
+"""Distributed SS-MAST pretraining on Ray Train (2 CPU workers), logged to a real MLflow store."""
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from fixtures import REPO_ROOT
+from fixtures.layouts import write_layout
+from mast_core.checkpoint import load_encoder
+from pipelines.common.config import ConfigError, load_config
+from pipelines.data.ingest import IngestSettings, ingest
+from pipelines.pretrain.driver import PretrainConfig, pretrain
+
+ROOT = REPO_ROOT
+
+
+@pytest.fixture(scope="module")
+def shards(ray_local, tmp_path_factory):
+    base = tmp_path_factory.mktemp("pretrain-data")
+    write_layout("speech_commands", base / "sc", corrupt=False)
+    ingest("speech_commands", base / "sc", base / "shards", settings=IngestSettings(shard_mb=0.05), progress=lambda line: None)
+    return base / "shards"
+
+
+def tiny_config(shards: Path, tmp_path: Path, name: str, **overrides) -> PretrainConfig:
+    settings = [
+        f"run.name={name}", f"run.storage={tmp_path / 'runs'}", "run.checkpoint_every=2", "run.log_every=2",
+        "optim.total_steps=6", "optim.batch_size=4", "optim.warmup_steps=2", "data.frames_per_clip=98",
+        f"data.sources=[{{path: '{shards}', weight: 4, splits: [train]}}]", "objective.queue_size=64",
+    ] + [f"{key}={value}" for key, value in overrides.items()]
+    return load_config(PretrainConfig, ROOT / "configs/pretrain/tiny_cpu.yaml", settings)
+
+
+def loss_steps(tracking_uri: str, run_id: str) -> list[int]:
+    return sorted(m.step for m in MlflowClient(tracking_uri).get_metric_history(run_id, "loss"))
+
+
+@pytest.mark.slow
+def test_two_worker_pretraining_logs_to_mlflow_and_exports(shards, tmp_path):
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = tiny_config(
+        shards, tmp_path, "two-workers",
+        **{"data.validation_sources": f"[{{path: '{shards}', splits: [validation]}}]", "data.val_clips": 8, "run.val_every": 3},
+    )
+    result = pretrain(config, tracking)
+    assert result["step"] == 6
+    client = MlflowClient(tracking)
+    run = client.get_run(result["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model.arch"] == "mast_tiny" and run.data.params["run.num_workers"] == "2"
+    assert loss_steps(tracking, result["run_id"]) == [1, 2, 3, 4, 5, 6]
+    assert {"loss", "lr", "momentum", "samples_per_s", "data_wait_s", "val_loss"} <= set(run.data.metrics)
+    assert sorted(m.step for m in client.get_metric_history(result["run_id"], "val_loss")) == [3, 6]
+    artifacts = {a.path for a in client.list_artifacts(result["run_id"])}
+    assert {"config.yaml", "loss_curve.png", "encoder"} <= artifacts
+    encoder, features = load_encoder(result["export"])
+    assert encoder.arch == "mast" and features.std > 0
+
+
+@pytest.mark.slow
+def test_a_killed_worker_resumes_from_the_last_checkpoint(shards, tmp_path):
+    """SIGKILL one Train worker after a checkpoint; the job restarts it and finishes the steps."""
+    from ray.util.state import list_actors
+
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    # long enough that the kill (3 s after the first checkpoint) lands mid-run even on a fast machine
+    config = tiny_config(shards, tmp_path, "fault", **{"optim.total_steps": 40, "run.max_failures": 2})
+    run_dir = tmp_path / "runs" / "fault"
+    killed = []
+
+    def kill_a_worker_after_a_checkpoint():
+        deadline = time.time() + 240
+        while time.time() < deadline and not killed:
+            if list(run_dir.glob("checkpoint_*")):
+                time.sleep(3)  # Train polls workers every 2 s: let it register the checkpoint
+                workers = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+                if workers:
+                    os.kill(workers[-1].pid, signal.SIGKILL)
+                    killed.append(workers[-1].pid)
+                    return
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_a_worker_after_a_checkpoint, daemon=True)
+    killer.start()
+    result = pretrain(config, tracking)
+    killer.join()
+    assert killed, "no worker was killed"
+    assert result["step"] == 40
+    run = MlflowClient(tracking).get_run(result["run_id"])
+    assert int(run.data.tags["mast.resumed_from_step"]) >= 2
+    assert loss_steps(tracking, result["run_id"]) == list(range(1, 41))  # one continuous sequence
+
+
+def test_bad_configs_fail_before_any_work(tmp_path):
+    base = ROOT / "configs/pretrain/tiny_cpu.yaml"
+    with pytest.raises(ConfigError, match="unknown key optim.learning_rate"):
+        load_config(PretrainConfig, base, ["optim.learning_rate=1"])
+    with pytest.raises(ConfigError, match="optim.lr: expected a number"):
+        load_config(PretrainConfig, base, ["optim.lr=fast"])
+    with pytest.raises(ConfigError, match=r"model.arch: 'mast_huge' is not one of"):
+        load_config(PretrainConfig, base, ["model.arch=mast_huge"])
+    with pytest.raises(ConfigError, match="objective.patch_drop"):
+        load_config(PretrainConfig, base, ["objective.patch_drop=1.5"])
+    with pytest.raises(ConfigError, match="ssast needs an AST"):
+        load_config(PretrainConfig, base, ["model.objective=ssast"])
+    config = load_config(PretrainConfig, base, [f"data.sources=[{{path: '{tmp_path}'}}]"])
+    with pytest.raises(ConfigError, match="manifest.json not found"):
+        pretrain(config, f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "manifest.json").write_text(json.dumps({"stats": {"mean": 0.0, "std": 1.0, "num_frames": 10}}))
+    config = load_config(PretrainConfig, base, [
+        f"data.sources=[{{path: '{tmp_path / 'train'}'}}]", f"data.validation_sources=[{{path: '{tmp_path / 'nope'}'}}]",
+    ])
+    with pytest.raises(ConfigError, match="data.validation_sources: .*manifest.json not found"):
+        pretrain(config, f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert not (tmp_path / "mlflow.db").exists()  # nothing was started
+
+
+def test_shipped_configs_are_valid():
+    for path in sorted((ROOT / "configs/pretrain").glob("*.yaml")):
+        config = load_config(PretrainConfig, path)
+        assert config.data.sources, path
+    paper = load_config(PretrainConfig, ROOT / "configs/pretrain/paper.yaml")
+    assert paper.model.arch == "mast_small" and paper.objective.patch_drop == 0.2 and paper.run.use_gpu
+    assert [Path(s.path).name for s in paper.data.sources] == ["audioset-10", "fsd50k"]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_unreachable_tracking_server_at_start_falls_back_to_a_local_store(shards, tmp_path, capfd):
+    config = tiny_config(shards, tmp_path, "no-server", **{"optim.total_steps": 2, "run.checkpoint_every": 2})
+    result = pretrain(config, f"http://127.0.0.1:{free_port()}")
+    assert result["step"] == 2
+    assert "is not reachable" in capfd.readouterr().err
+    assert result["tracking_uri"] == f"sqlite:///{tmp_path / 'runs' / 'no-server' / 'mlflow.db'}"
+    assert loss_steps(result["tracking_uri"], result["run_id"]) == [1, 2]
+
+
+def start_mlflow_server(backend: Path, artifacts: Path, port: int):
+    import subprocess
+    import sys
+    import urllib.request
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{backend}",
+         "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+            return server
+        except OSError:
+            time.sleep(0.5)
+    server.kill()
+    raise RuntimeError("mlflow server did not start")
+
+
+def stop(server) -> None:
+    os.killpg(server.pid, signal.SIGKILL)
+    server.wait()
+
+
+@pytest.mark.slow
+def test_tracking_server_dying_mid_run_does_not_stop_training(shards, tmp_path, capfd):
+    """A real `mlflow server` on 127.0.0.1 is killed after the first checkpoint; training finishes,
+    and the metrics it could not send are kept in the final checkpoint."""
+    port = free_port()
+    backend, artifacts = tmp_path / "server.db", tmp_path / "server-artifacts"
+    server = start_mlflow_server(backend, artifacts, port)
+    config = tiny_config(shards, tmp_path, "server-dies", **{"optim.total_steps": 8, "run.log_every": 1})
+    run_dir = tmp_path / "runs" / "server-dies"
+
+    def kill_server_after_first_checkpoint():
+        deadline = time.time() + 240
+        while time.time() < deadline and not list(run_dir.glob("checkpoint_*")):
+            time.sleep(0.2)
+        stop(server)
+
+    killer = threading.Thread(target=kill_server_after_first_checkpoint, daemon=True)
+    killer.start()
+    try:
+        result = pretrain(config, f"http://127.0.0.1:{port}")
+    finally:
+        killer.join()
+    assert result["step"] == 8
+    assert "MLflow not reachable" in capfd.readouterr().err
+    kept = [json.loads(line)["step"] for line in (Path(result["checkpoint"]) / "metrics.jsonl").read_text().splitlines() if line]
+    server = start_mlflow_server(backend, artifacts, port)
+    try:
+        logged = loss_steps(f"http://127.0.0.1:{port}", result["run_id"])
+    finally:
+        stop(server)
+    assert logged and kept, (logged, kept)
+    assert sorted(set(logged) | set(kept)) == list(range(1, 9))  # nothing lost
+
+
+@pytest.mark.parametrize("arch, objective", [("mast_tiny", "ssmast"), ("ast_tiny", "ssmast"), ("ast_tiny", "ssast")])
+def test_every_model_choice_builds_and_takes_a_step(arch, objective, tmp_path):
+    import torch
+
+    from pipelines.pretrain.driver import build_objective
+
+    config = load_config(PretrainConfig, ROOT / "configs/pretrain/tiny_cpu.yaml", [
+        f"model.arch={arch}", f"model.objective={objective}", "data.frames_per_clip=160",
+        "objective.ssast_masked=12", "objective.queue_size=32",
+    ])
+    model = build_objective(config).train()
+    views = [torch.randn(2, 128, 160) for _ in range(2 if objective == "ssmast" else 1)]
+    loss, stats = model(*views)
+    loss.backward()
+    assert torch.isfinite(loss) and stats
