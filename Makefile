@@ -1,10 +1,10 @@
-# Two entry points (see README "Quick start"): `make demo` and `make test`.
+# Entry points (see README "Quick start"): `make demo`, `make test` (lint, then the suite) and `make lint`.
 # Both create .venv on first use with Python 3.11 and install the project with its dev extra.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -14,7 +14,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/mast demo
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
 	$(VENV)/bin/python -m pytest
 
 bench: $(STAMP)
