@@ -27,40 +27,59 @@ import yaml
 
 from pipelines.common.config import ConfigError, build
 from pipelines.common.resources import config_dir
+from pipelines.data.stream import AugmentSettings
 from pipelines.data.synth import SynthSettings, synthesize
+from pipelines.evaluation.tasks import TaskConfig
 
-PRETRAIN_BASE = config_dir("configs", "pretrain", "tiny_cpu.yaml")
-# name -> (dataset, synthesised folder, layout options, frames per clip for evaluation)
-TASKS = {
-    "synth_keywords": ("speech_commands", "speech_commands_synth", {"classes": "all"}, 98),
-    "synth_languages": ("voxforge", "voxforge_synth", {}, 300),
-}
+# The demo's configs, YAML like every other run's: pretrain.yaml (step 3), augment.yaml (the
+# --augment presets), tasks.yaml (step 2) and linear_space.yaml (step 5).
+DEMO_CONFIGS = config_dir("configs", "demo")
 ARCH_LABEL = {"mast_tiny": "MAST-tiny", "ast_tiny": "AST-tiny"}
-# Pretraining augmentations. "full" is the paper's chain (log-mixup-exp, random resize crop,
-# SpecAugment masks, as configs/pretrain/*.yaml). On these 1 s synthetic clips with a 1 M
-# parameter encoder it makes SS-MAST diverge to the chance loss within a few hundred steps (the
-# README's demo section has the measurements), while log-mixup-exp alone trains stably and lifts
-# the linear probe well above random init; so the demo uses "mixup" unless told otherwise.
-AUGMENT = {
-    "mixup": {"mixup_ratio": 0.4, "virtual_crop_scale": [1.0, 1.0], "freq_scale": [1.0, 1.0], "time_scale": [1.0, 1.0],
-              "freq_mask": 0, "time_mask": 0},
-    "full": {},
-}
+
+
+def _read(name: str) -> dict:
+    path = DEMO_CONFIGS / name
+    if not path.is_file():
+        raise ConfigError(f"{path}: demo config not found")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping")
+    return data
+
+
+def augment_presets() -> dict[str, dict]:
+    """``configs/demo/augment.yaml``: preset name -> the ``data.augment`` keys it overrides."""
+    presets = _read("augment.yaml")
+    for name, preset in presets.items():
+        build(AugmentSettings, preset or {}, f"augment.yaml: {name}")  # known keys, right types
+    return {name: dict(preset or {}) for name, preset in presets.items()}
+
+
+def demo_tasks() -> dict[str, dict]:
+    """``configs/demo/tasks.yaml``: task name -> its dataset, ``options`` (of ``mast ingest``) and
+    the other keys of its task config, checked as a :class:`TaskConfig` before any work starts."""
+    tasks = _read("tasks.yaml")
+    for name, spec in tasks.items():
+        if not isinstance(spec, dict) or not isinstance(spec.get("options", {}), dict):
+            raise ConfigError(f"tasks.yaml: {name}: expected a mapping with an `options` mapping")
+        keys = {key: value for key, value in spec.items() if key != "options"}
+        build(TaskConfig, {"name": name, "shards": "WORKDIR/shards", **keys}, f"tasks.yaml: {name}")
+    return tasks
 
 
 @dataclass(frozen=True)
 class DemoSettings:
     workdir: Path = Path("runs/demo")
     synth: SynthSettings = field(default_factory=SynthSettings)
-    steps: int = 1500             # SS-MAST optimiser steps per pretrained encoder
-    batch_size: int = 32          # clips per step (per worker)
-    workers: int = 1              # Ray Train workers for pretraining
-    frames: int = 98              # pretraining crop: 1 s
+    steps: int = 1500  # SS-MAST optimiser steps per pretrained encoder
+    batch_size: int = 32  # clips per step (per worker)
+    workers: int = 1  # Ray Train workers for pretraining
+    frames: int = 98  # pretraining crop: 1 s
     queue_size: int = 1024
     lr: float = 5e-4
-    trials: int = 8               # Tune trials per linear sweep
+    trials: int = 8  # Tune trials per linear sweep
     with_ast: bool = False
-    augment: str = "mixup"        # a key of AUGMENT
+    augment: str = "mixup"  # a preset of configs/demo/augment.yaml
     seed: int = 0
 
     def validate(self) -> None:
@@ -72,8 +91,9 @@ class DemoSettings:
             raise ConfigError(f"--frames must be >= 16 (one patch), got {self.frames}")
         if not self.lr > 0:
             raise ConfigError(f"--lr must be positive, got {self.lr}")
-        if self.augment not in AUGMENT:
-            raise ConfigError(f"--augment must be one of {', '.join(AUGMENT)}, got {self.augment!r}")
+        presets = augment_presets()
+        if self.augment not in presets:
+            raise ConfigError(f"--augment must be one of {', '.join(presets)}, got {self.augment!r}")
 
     @property
     def architectures(self) -> tuple[str, ...]:
@@ -81,29 +101,35 @@ class DemoSettings:
 
 
 def linear_space(trials: int) -> dict:
-    return {
-        "protocol": "linear", "num_samples": trials, "metric": "val_accuracy",
-        "scheduler": {"type": "asha", "grace_period": 5, "reduction_factor": 2}, "resources": {"cpu": 1},
-        "space": {"lr": {"loguniform": [1.0e-4, 3.0e-2]}, "weight_decay": {"loguniform": [1.0e-6, 1.0e-2]},
-                  "batch_size": {"choice": [64, 128]}, "dropout": {"uniform": [0.0, 0.3]}, "max_epochs": 60, "patience": 10},
-    }
+    """``configs/demo/linear_space.yaml`` with ``num_samples`` set to ``trials``."""
+    data = _read("linear_space.yaml")
+    data["num_samples"] = trials
+    return data
 
 
 def pretrain_config(settings: DemoSettings, arch: str, sources: list[Path], workdir: Path):
+    """``configs/demo/pretrain.yaml`` with the values its header lists set from ``settings``."""
     from pipelines.pretrain.driver import PretrainConfig
 
-    data = yaml.safe_load(PRETRAIN_BASE.read_text())
-    data["run"].update(name=f"demo-ssmast-{arch}", storage=str(workdir / "runs"), num_workers=settings.workers,
-                       checkpoint_every=max(settings.steps // 4, 1), log_every=max(settings.steps // 30, 1),
-                       experiment="mast-demo-pretrain", seed=settings.seed, torch_threads=max(1, 2 // settings.workers))
-    data["model"].update(arch=arch, objective="ssmast")
+    data = _read("pretrain.yaml")
+    data["run"].update(
+        name=f"demo-ssmast-{arch}",
+        storage=str(workdir / "runs"),
+        num_workers=settings.workers,
+        checkpoint_every=max(settings.steps // 4, 1),
+        log_every=max(settings.steps // 30, 1),
+        seed=settings.seed,
+        torch_threads=max(1, 2 // settings.workers),
+    )
+    data["model"].update(arch=arch)
     data["objective"].update(queue_size=settings.queue_size)
-    data["optim"].update(lr=settings.lr, batch_size=settings.batch_size, total_steps=settings.steps,
-                         warmup_steps=max(settings.steps // 10, 1))
+    data["optim"].update(
+        lr=settings.lr, batch_size=settings.batch_size, total_steps=settings.steps, warmup_steps=max(settings.steps // 10, 1)
+    )
     data["data"]["frames_per_clip"] = settings.frames
     data["data"]["seed"] = settings.seed
     data["data"]["augment"]["time_mask"] = min(data["data"]["augment"].get("time_mask", 20), settings.frames // 4)
-    data["data"]["augment"].update(AUGMENT[settings.augment])
+    data["data"]["augment"].update(augment_presets()[settings.augment])
     data["data"]["sources"] = [{"path": str(path), "weight": 1.0, "splits": ["train"]} for path in sources]
     return build(PretrainConfig, data)
 
@@ -158,30 +184,42 @@ class Demo:
         self.step(6, "results")
         table = self.report()
         total = time.perf_counter() - started
-        self.progress(f"\n[demo] finished in {total / 60:.1f} min; MLflow UI:\n"
-                      f"  mlflow ui --backend-store-uri {self.tracking} --port 5000   # then open http://127.0.0.1:5000")
-        return {"table": table, "summaries": summaries, "encoders": {k: str(v) for k, v in encoders.items()},
-                "timings": self.timings, "seconds": round(total, 1)}
+        self.progress(
+            f"\n[demo] finished in {total / 60:.1f} min; MLflow UI:\n"
+            f"  mlflow ui --backend-store-uri {self.tracking} --port 5000   # then open http://127.0.0.1:5000"
+        )
+        return {
+            "table": table,
+            "summaries": summaries,
+            "encoders": {k: str(v) for k, v in encoders.items()},
+            "timings": self.timings,
+            "seconds": round(total, 1),
+        }
 
     def ingest(self, audio: dict) -> dict:
         from pipelines.data.ingest import IngestSettings, ingest
         from pipelines.evaluation.tasks import load_task
 
         tasks = {}
-        for name, (dataset, _, options, frames) in TASKS.items():
+        for name, spec in demo_tasks().items():
+            dataset = spec["dataset"]
             if dataset not in audio:
                 continue
             shards = self.workdir / "shards" / name
-            ingest(dataset, audio[dataset]["path"], shards, options=options, settings=IngestSettings(shard_mb=4.0),
-                   progress=self.progress)
+            ingest(
+                dataset,
+                audio[dataset]["path"],
+                shards,
+                options=spec.get("options") or {},
+                settings=IngestSettings(shard_mb=4.0),
+                progress=self.progress,
+            )
             path = self.workdir / "tasks" / f"{name}.yaml"
             path.parent.mkdir(parents=True, exist_ok=True)
-            split_names = {"train": "train", "validation": "validation", "test": "test"}
-            path.write_text(yaml.safe_dump({
-                "name": name, "dataset": dataset, "shards": str(shards), "frames_per_clip": frames, "splits": split_names,
-                "description": f"synthetic {dataset} layout written by mast synth (demo)",
-                "ingest": f"mast ingest {dataset} --root {audio[dataset]['path']} --out {shards}",
-            }, sort_keys=False))
+            task = {"name": name, "dataset": dataset, "shards": str(shards)}
+            task.update((key, value) for key, value in spec.items() if key not in ("dataset", "options"))
+            task["ingest"] = f"mast ingest {dataset} --root {audio[dataset]['path']} --out {shards}"
+            path.write_text(yaml.safe_dump(task, sort_keys=False))
             tasks[name] = load_task(path)
         return tasks
 
@@ -193,7 +231,11 @@ class Demo:
         folder = Path(config.run.storage) / config.run.name
         stamp = folder / "demo.json"
         key = to_dict(config)
-        if stamp.is_file() and json.loads(stamp.read_text()).get("config") == key and (folder / "encoder" / "encoder.safetensors").is_file():
+        if (
+            stamp.is_file()
+            and json.loads(stamp.read_text()).get("config") == key
+            and (folder / "encoder" / "encoder.safetensors").is_file()
+        ):
             self.progress(f"[demo] reusing the pretrained {arch} in {folder / 'encoder'}")
             return folder / "encoder"
         result = pretrain(config, self.tracking)
@@ -230,8 +272,17 @@ class Demo:
             label = f"{ARCH_LABEL[arch]} {'random init' if name.endswith('-random') else 'SS-MAST'}"
             for task in tasks.values():
                 self.progress(f"[demo] sweep: {label} on {task.name}")
-                summary = run_sweep(task, encoder, space, storage=self.workdir / "sweeps", tracking_uri=self.tracking,
-                                    experiment="mast-demo", resume=True, label=label, progress=self.progress)
+                summary = run_sweep(
+                    task,
+                    encoder,
+                    space,
+                    storage=self.workdir / "sweeps",
+                    tracking_uri=self.tracking,
+                    experiment="mast-demo",
+                    resume=True,
+                    label=label,
+                    progress=self.progress,
+                )
                 summaries.append({"label": label, **summary})
         return summaries
 
