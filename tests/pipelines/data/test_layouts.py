@@ -1,4 +1,4 @@
-"""Tests for pipelines.layouts against the tiny layouts written by pipelines.fixtures."""
+"""Tests for pipelines.data.layouts against the tiny layouts written by fixtures.layouts."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from pipelines.data.layouts import (
     Layout,
     LayoutError,
     _audioset_name,
+    _silence_segments,
     _start_matches,
     dataset_options,
     discover,
@@ -237,13 +238,13 @@ def test_audioset_options(written, tmp_path):
     [
         ("--PJHxphWEs", {"--PJHxphWEs"}, [("--PJHxphWEs", None)]),
         ("Y--PJHxphWEs_30.000_40.000", {"--PJHxphWEs"}, [("--PJHxphWEs", "30.000")]),
-        ("YabcdefghiJ", {"YabcdefghiJ"}, [("YabcdefghiJ", None)]),            # an id starting with Y
+        ("YabcdefghiJ", {"YabcdefghiJ"}, [("YabcdefghiJ", None)]),  # an id starting with Y
         ("YabcdefghiJ_30", {"YabcdefghiJ"}, [("YabcdefghiJ", "30")]),
         ("YYabcdefghiJ_0.000_10.000", {"YabcdefghiJ"}, [("YabcdefghiJ", "0.000")]),
-        ("YabcdefghiJK", {"abcdefghiJK"}, [("abcdefghiJK", None)]),           # Y + id, no times
+        ("YabcdefghiJK", {"abcdefghiJK"}, [("abcdefghiJK", None)]),  # Y + id, no times
         ("ab_defghi-__30000", {"ab_defghi-_"}, [("ab_defghi-_", "30000")]),  # "_" and "-" inside the id
-        ("abcdefghijk_30", {"zzzzzzzzzzz"}, []),                             # not in any segment list
-        ("abcdefghij", {"abcdefghij"}, []),                                  # 10 characters: not a YouTube id
+        ("abcdefghijk_30", {"zzzzzzzzzzz"}, []),  # not in any segment list
+        ("abcdefghij", {"abcdefghij"}, []),  # 10 characters: not a YouTube id
     ],
 )
 def test_audioset_file_names(stem, known, reading):
@@ -252,8 +253,17 @@ def test_audioset_file_names(stem, known, reading):
 
 @pytest.mark.parametrize(
     "text, start, matches",
-    [(None, 30.0, True), ("30", 30.0, True), ("30.000", 30.0, True), ("30000", 30.0, True), ("30", 30.5, True),
-     ("30.500", 30.5, True), ("99.000", 30.0, False), ("31", 30.0, False), ("30.000", 30000.0, False)],
+    [
+        (None, 30.0, True),
+        ("30", 30.0, True),
+        ("30.000", 30.0, True),
+        ("30000", 30.0, True),
+        ("30", 30.5, True),
+        ("30.500", 30.5, True),
+        ("99.000", 30.0, False),
+        ("31", 30.0, False),
+        ("30.000", 30000.0, False),
+    ],
 )
 def test_audioset_start_in_file_name(text, start, matches):
     assert _start_matches(text, start) is matches
@@ -300,10 +310,22 @@ def test_audioset_bad_fraction(written, fraction):
 # ---------------------------------------------------------------------------------------------
 
 
-def test_speech_commands_silence_is_cut_from_background_noise(written):
-    described = written["speech_commands-version2-classes12"]
+# (split, id, start) of the _silence_ clips cut from the fixture's two 5-s noise files, worked out
+# by hand from the segment rule (the arithmetic is at _SILENCE_CLIPS in fixtures/layouts/speech.py)
+SILENCE_CLIPS = [
+    ("test", "_background_noise_/running_tap.wav@3.875", 3.875),
+    ("train", "_background_noise_/running_tap.wav@0.750", 0.75),
+    ("train", "_background_noise_/white_noise.wav@0.750", 0.75),
+    ("validation", "_background_noise_/running_tap.wav@2.625", 2.625),
+]
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_speech_commands_silence_is_cut_from_background_noise(written, version):
+    described = written[f"speech_commands-version{version}-classes12"]
     layout = read(described)
     silence = [r for r in layout.records if r.labels == ("_silence_",)]
+    assert sorted((r.split, r.id, r.start) for r in silence) == SILENCE_CLIPS
     words = Counter(r.split for r in layout.records if r.labels != ("_silence_",))
     assert Counter(r.split for r in silence) == {split: round(n / 11) for split, n in words.items()}
     assert layout.info["silence"] == described["expected"]["silence"]
@@ -316,11 +338,29 @@ def test_speech_commands_silence_is_cut_from_background_noise(written):
         intervals.append((record.path, record.start, record.start + 1, record.split))
     # no second of noise is shared by two clips, so none by two splits
     for i, (path, a, b, split) in enumerate(intervals):
-        for other_path, c, d, other_split in intervals[i + 1:]:
+        for other_path, c, d, other_split in intervals[i + 1 :]:
             if path == other_path:
                 assert b <= c or d <= a, (split, other_split)
     # spread over the noise files
     assert len({r.path for r in silence}) == 2
+
+
+@pytest.mark.parametrize(
+    "lengths, wanted, segments",
+    [
+        ([3000], {"train": 3}, {"train": [(0, 0), (0, 1000), (0, 2000)]}),  # evenly from the region's start to its end
+        ([3000], {"train": 2, "validation": 1}, {"train": [(0, 0), (0, 1000)], "validation": [(0, 2000)]}),  # [0, 2000), [2000, 3000)
+        ([1500], {"test": 3}, {"test": [(0, 0), (0, 250), (0, 500)]}),  # more clips than seconds: even overlap
+        ([1500, 6000], {"train": 1, "test": 1}, {"train": [(1, 1000)], "test": [(1, 4000)]}),  # regions under 1 s: none
+        ([1500, 6000], {"train": 2, "test": 1}, {"train": [(1, 0), (1, 3000)], "test": [(1, 4500)]}),  # largest remainder
+        ([2000, 2000], {"validation": 1}, {"validation": [(0, 500)]}),  # a tie goes to the first file; one clip: the middle
+        ([2000], {"train": 1, "validation": 0}, {"train": [(0, 500)]}),  # a split asking for nothing gets no entry
+    ],
+)
+def test_silence_segments_by_hand(lengths, wanted, segments):
+    noise = [(Path(f"noise{i}.wav"), length) for i, length in enumerate(lengths)]
+    expected = {split: [(noise[i][0], offset) for i, offset in placed] for split, placed in segments.items()}
+    assert _silence_segments(noise, wanted) == expected
 
 
 def test_speech_commands_versions_and_classes(written):
