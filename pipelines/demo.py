@@ -94,6 +94,16 @@ class DemoSettings:
         presets = augment_presets()
         if self.augment not in presets:
             raise ConfigError(f"--augment must be one of {', '.join(presets)}, got {self.augment!r}")
+        self.check_configs()
+
+    def check_configs(self) -> None:
+        """Build every config of ``configs/demo/`` as the run will, so a bad one fails before any work."""
+        from pipelines.evaluation.spaces import TuneSpace
+
+        demo_tasks()
+        build(TuneSpace, linear_space(self.trials), "linear_space.yaml")
+        for arch in self.architectures:
+            pretrain_config(self, arch, [Path("WORKDIR/shards")], Path("WORKDIR"))
 
     @property
     def architectures(self) -> tuple[str, ...]:
