@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 import pipelines.data.synth as _lib
-from pipelines.data.synth import _FLAGS, DEFAULT_TASKS, SENTENCES, TASKS, SynthError, SynthSettings, check_request, synthesize
+from pipelines.data.synth import DEFAULT_TASKS, SENTENCES, TASKS, SynthError, SynthSettings, check_request, synthesize
+from pipelines.data.synth.settings import FLAG_DEFAULTS as _FLAGS
 
 
 def _settings(args: argparse.Namespace) -> SynthSettings:
