@@ -19,6 +19,7 @@ from mast_core.features import (
     compute_stats,
     denormalize,
     log_mel,
+    merge_stats,
     normalize,
     num_frames,
 )
@@ -97,9 +98,7 @@ def test_dtypes_and_num_mel_bins() -> None:
     assert log_mel(waves, num_mel_bins=64).shape == (2, 64, num_frames(3200))
 
 
-@pytest.mark.parametrize(
-    ("num_samples", "frames"), [(0, 0), (399, 0), (400, 1), (559, 1), (560, 2), (16_000, 98), (160_000, 998)]
-)
+@pytest.mark.parametrize(("num_samples", "frames"), [(0, 0), (399, 0), (400, 1), (559, 1), (560, 2), (16_000, 98), (160_000, 998)])
 def test_num_frames(num_samples: int, frames: int) -> None:
     assert num_frames(num_samples) == frames
     if frames:
@@ -183,6 +182,30 @@ def test_compute_stats_rejects_empty_and_mismatched_input() -> None:
         compute_stats(iter(()))
     with pytest.raises(ValueError, match="mel bins"):
         compute_stats([torch.zeros(16, 4), torch.zeros(8, 4)])
+
+
+def test_merge_stats_equals_stats_over_the_concatenated_clips() -> None:
+    # Shards of very different sizes and offsets: a merge that weighted parts equally, kept one
+    # part or dropped the between-shard spread would be far off here.
+    generator = torch.Generator().manual_seed(2)
+    shards = [
+        [2.0 * torch.randn(16, frames, generator=generator) - 6.0 + shift for frames in sizes]
+        for shift, sizes in ((0.0, [7, 30, 2]), (3.0, [1]), (-2.5, [50, 4, 9, 12]), (1.0, [3, 3]))
+    ]
+    parts = [compute_stats(shard) for shard in shards]
+    merged = merge_stats(parts)
+    everything = torch.cat([clip.reshape(-1) for shard in shards for clip in shard]).double()
+    assert merged.num_frames == sum(clip.shape[-1] for shard in shards for clip in shard) == 121
+    assert merged.mean == pytest.approx(everything.mean().item(), rel=1e-12)
+    assert merged.std == pytest.approx(everything.std(correction=0).item(), rel=1e-12)
+    # order does not matter, and parts without frames (a shard whose clips were all skipped) add nothing
+    reordered = merge_stats([parts[2], FeatureStats(mean=99.0, std=1.0, num_frames=0), parts[0], parts[3], parts[1]])
+    assert reordered.num_frames == merged.num_frames
+    assert reordered.mean == pytest.approx(merged.mean, rel=1e-12)
+    assert reordered.std == pytest.approx(merged.std, rel=1e-12)
+    assert merge_stats(parts[1:2]) == parts[1]
+    with pytest.raises(ValueError, match="no statistics"):
+        merge_stats([FeatureStats(mean=0.0, std=1.0, num_frames=0)])
 
 
 def test_feature_stats_dict_round_trip() -> None:

@@ -82,6 +82,15 @@ def test_ast_from_deit_file(tmp_path):
     model = ast_tiny(depth=len(source.blocks))
     unmapped = init_from_imagenet(model, path)
     assert "dist_token" in unmapped and any(k.startswith("head") for k in unmapped)
+    # the weights in the model are the DeiT ones (not just a valid mapping of names)
+    deit, state = source.state_dict(), model.state_dict()
+    for index in range(len(source.blocks)):
+        for name in ("attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight", "mlp.fc1.weight", "mlp.fc2.bias", "norm1.weight"):
+            key = f"blocks.{index}.{name}"
+            assert torch.equal(state[key], deit[key]), key
+    assert torch.equal(state["norm.weight"], deit["norm.weight"]) and torch.equal(state["cls_token"], deit["cls_token"])
+    torch.testing.assert_close(state["patch_embed.proj.weight"], deit["patch_embed.proj.weight"].sum(dim=1, keepdim=True))
+    torch.testing.assert_close(state["cls_pos_embed"], deit["pos_embed"][:, :2].mean(dim=1, keepdim=True))
     assert torch.isfinite(model.eval()(torch.randn(1, 128, 300))).all()
 
 

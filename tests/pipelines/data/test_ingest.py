@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -11,8 +12,9 @@ import pytest
 from fixtures import REPO_ROOT
 from fixtures.layouts import write_layout
 from mast_core.audio import decode_audio, quantisation_step, read_audio
+from mast_core.features import compute_stats, log_mel
 from pipelines.data.ingest import IngestError, IngestSettings, ingest
-from pipelines.data.layouts import DATASETS, LayoutError
+from pipelines.data.layouts import DATASETS, LayoutError, discover
 
 ROOT = REPO_ROOT
 REASON_OF_KIND = {
@@ -23,6 +25,13 @@ REASON_OF_KIND = {
     "nan": "non-finite samples",
 }
 QUIET = lambda line: None  # noqa: E731
+
+
+def without(counts: dict[str, int], lost: Counter) -> dict[str, int]:
+    """``counts`` less ``lost``, keys whose count reaches 0 dropped."""
+    left = Counter(counts)
+    left.subtract(lost)
+    return {key: value for key, value in left.items() if value}
 
 
 def read_rows(out: Path) -> list[dict]:
@@ -64,20 +73,39 @@ def test_each_layout_ingests_to_the_right_counts_labels_splits_and_folds(ingeste
         assert [manifest["vocabulary"][i] for i in row["label_indices"]] == row["labels"]
         assert row["sample_rate"] == 16000 and row["num_samples"] > 0
     written_ids = {row["id"] for row in rows}
-    per_split = {}
-    for row in rows:
-        per_split[row["split"]] = per_split.get(row["split"], 0) + 1
+    per_split = dict(Counter(row["split"] for row in rows))
     assert per_split == manifest["splits"]
-    assert set(per_split) <= set(expected["per_split"])
-    for split, count in per_split.items():
-        assert count <= expected["per_split"][split]
+    # Exactly the fixture's counts less the records whose audio was corrupt. Which records those
+    # are comes from the layout reader, whose counts test_layouts pins to the fixture's.
+    layout = discover(dataset, base / "root", **fixture.get("options", {}))
+    assert dict(Counter(record.split for record in layout.records)) == expected["per_split"]
+    corrupt_paths = {str((base / "root" / rel).resolve()) for rel in fixture["corrupt"]}
+    lost = [record for record in layout.records if str(Path(record.path).resolve()) in corrupt_paths]
+    assert len(lost) == len(corrupt)
+    assert {entry["id"] for entry in manifest["skipped"] if entry["reason"] != "excluded"} == {record.id for record in lost}
+    assert per_split == without(expected["per_split"], Counter(record.split for record in lost))
     if expected.get("per_fold"):
-        folds = {str(row["fold"]) for row in rows}
-        assert folds <= {str(fold) for fold in expected["per_fold"]}
-        assert sum(manifest["folds"].values()) == len(rows)
-    assert written_ids <= set(labels)
+        per_fold = dict(Counter(str(row["fold"]) for row in rows if row["fold"] is not None))
+        assert per_fold == manifest["folds"]
+        assert per_fold == without(
+            {str(fold): count for fold, count in expected["per_fold"].items()},
+            Counter(str(record.fold) for record in lost if record.fold is not None),
+        )
+    assert written_ids == set(labels) - {record.id for record in lost}
+    # The normalisation statistics are those of every written clip (each shard holds fewer clips
+    # than the per-shard stats sample): recomputed here in one pass over the decoded FLAC, and over
+    # the source audio the shards summarised (16-bit FLAC moves the figures by up to ~2e-3).
+    assert all(shard["rows"] <= IngestSettings().stats_clips_per_shard for shard in manifest["shards"])
+    kept = [row for row in rows if row["num_samples"] >= 400]  # clips shorter than one window have no frames
+    decoded = compute_stats(log_mel(decode_audio(row["audio"])) for row in kept)
+    record_of = {record.id: record for record in layout.records}
+    source = compute_stats(
+        log_mel(read_audio(record.path, start=record.start, duration=record.duration)) for record in (record_of[row["id"]] for row in kept)
+    )
     stats = manifest["stats"]
-    assert stats["num_frames"] > 0 and stats["std"] > 0
+    assert stats["num_frames"] == decoded.num_frames == source.num_frames > 0
+    assert stats["mean"] == pytest.approx(decoded.mean, rel=5e-3) and stats["std"] == pytest.approx(decoded.std, rel=5e-3)
+    assert stats["mean"] == pytest.approx(source.mean, rel=1e-6) and stats["std"] == pytest.approx(source.std, rel=1e-6)
 
 
 def test_rerun_is_a_no_op(ingested):
@@ -142,11 +170,17 @@ def test_bad_root_fails_at_once_with_the_expected_path(tmp_path):
     assert not (tmp_path / "out").exists()
     result = subprocess.run(
         [sys.executable, "-m", "pipelines", "ingest", "fsd50k", "--root", str(tmp_path / "nope"), "--out", str(tmp_path / "o")],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode != 0 and "mast ingest:" in result.stderr and "nope" in result.stderr
     result = subprocess.run(
         [sys.executable, "-m", "pipelines", "ingest", "us8k", "--root", str(tmp_path), "--out", str(tmp_path / "o"), "--shard-mb", "0"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode != 0 and "--shard-mb must be positive" in result.stderr
