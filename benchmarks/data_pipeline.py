@@ -92,7 +92,7 @@ def main() -> None:
     stats = normalisation_stats(sources)
     settings = StreamSettings(frames_per_clip=args.frames, mode="eval", batch_size=args.batch, decode_actors=args.workers)
     # Ray gets 2 more logical CPUs than decoding actors: the file listing and the read tasks each
-    # need a whole logical CPU (platform notes), though they use almost none.
+    # need a whole logical CPU (docs/design.md, "Platform notes"), though they use almost none.
     init_ray(num_cpus=args.workers + 2)
 
     rows = []

@@ -4,7 +4,7 @@ Rows: MAST-S (ours), AST-B (ViT-B/16 at stride 10) and, as the reference the aut
 timm's ``mvitv2_small`` with the AST stem (1 channel, 16x16 patches at stride 10). timm sizes its
 relative-position tables for a square image, so it is built for a square side of
 ``timm_image_side(frames)`` (1.25 x frames): with the side equal to the frame count it crashes
-(an index error) at both 512 and 1024 frames, the released code's defect 2. Each row runs in its
+(an index error) at both 512 and 1024 frames, the released code's defect 2 (docs/design.md). Each row runs in its
 own subprocess so peak memory (RSS on CPU, ``max_memory_allocated`` on GPU) belongs to that model
 alone.
 

@@ -5,7 +5,7 @@ log-mel spectrogram of any length and returns a ``(batch, embed_dim)`` clip embe
 cls token). Parameter names follow timm's ``VisionTransformer`` (``blocks.{i}.attn.qkv`` ...), so
 :func:`adapt_imagenet_state_dict` is mostly a copy.
 
-Positions (method.md defect 6, fixed): the absolute position table is stored for the patch grid of
+Positions (the released code's defect 6 in docs/design.md, fixed): the absolute position table is stored for the patch grid of
 ``(num_mel_bins, max_frames)``. A shorter input uses the first time columns of the table
 (truncation, as AST did), a longer one interpolates the table's time axis linearly to the needed
 number of columns. Any length from one patch up works without rebuilding the model.

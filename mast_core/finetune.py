@@ -1,6 +1,6 @@
 """Fine-tuning pieces: an encoder with a linear head, layer-wise learning-rate decay, a schedule.
 
-The paper's downstream setting (method.md, protocol b) trains a linear head while the pretrained
+The paper's downstream setting (docs/design.md, "Evaluation protocols", b) trains a linear head while the pretrained
 encoder is updated too. The head and the encoder get separate learning rates, and with
 ``layer_decay < 1`` each encoder layer's rate shrinks geometrically with its distance from the
 top, so the layers nearest the input (which hold the most general features) move least.

@@ -1,6 +1,6 @@
 """Linear evaluation on frozen embeddings: standardise, one Linear layer, early stopping.
 
-The protocol of method.md (a): embeddings of a frozen encoder, standardised with the training
+Protocol (a) of docs/design.md ("Evaluation protocols"): embeddings of a frozen encoder, standardised with the training
 split's mean and std, a single ``nn.Linear`` trained with AdamW and cross-entropy, and the epoch
 with the best *validation* accuracy kept. The test split is never passed in here: the caller
 evaluates the returned probe on it once, after selection.

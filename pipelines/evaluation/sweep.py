@@ -174,7 +174,7 @@ def _finetune_plan(task: TaskConfig, encoder_dir: Path, num_classes: int, space:
 def max_concurrent_finetune_trials(space: TuneSpace) -> int:
     """Trials that fit the cluster at once. Each needs its Train workers plus its data actors, and a
     trial started without them would wait for ever: Tune's own accounting sees only the trial
-    function. One CPU stays free for Ray Data's file-listing tasks (the hang in the platform notes)."""
+    function. One CPU stays free for Ray Data's file-listing tasks (the 2-CPU hang, docs/design.md "Platform notes")."""
     import ray
 
     from pipelines.evaluation.finetune import DATA_ACTORS_PER_TRIAL

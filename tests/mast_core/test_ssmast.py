@@ -16,7 +16,7 @@ from mast_core.ssmast import (
 
 
 def reference_loss(query: torch.Tensor, key: torch.Tensor, queue: torch.Tensor, tau: float) -> float:
-    """The formula of method.md, one clip at a time, in float64."""
+    """The SS-MAST loss of docs/design.md, one clip at a time, in float64."""
     total = 0.0
     for i in range(query.shape[0]):
         f, h = query[i].double(), key[i].double()
