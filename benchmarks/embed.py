@@ -1,6 +1,6 @@
 """Throughput of the `mast embed` path: clips/s for 10 s FLAC files, per encoder and device.
 
-The measured path is exactly what `mast embed` runs (``pipelines.embed.embed_files``): FLAC
+The measured path is exactly what `mast embed` runs (``pipelines.serving.embed.embed_files``): FLAC
 decoding and per-clip log-mel + normalisation in worker threads one chunk ahead, windowed and
 batched encoder calls in the main thread, Parquet writing. Encoders are random-init ``mast_tiny`` and ``mast_small`` (speed does
 not depend on the weights) exported with ``save_encoder`` and loaded back with ``load_encoder``;

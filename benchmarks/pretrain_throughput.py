@@ -2,7 +2,7 @@
 
 Both run the same SS-MAST model, optimiser and number of threads on the same in-memory batches
 of two views (no decoding, so only the training machinery differs). The Ray side is the real
-`pipelines.pretrain` job: TorchTrainer, Ray Data iteration, checkpoints and MLflow logging. Its
+`pipelines.pretrain.driver` job: TorchTrainer, Ray Data iteration, checkpoints and MLflow logging. Its
 samples/s is read back from the MLflow run (per-step, after warm-up); the plain loop's is timed
 the same way, once before and once after the Ray job (the mean is the reference).
 

@@ -1,6 +1,6 @@
 """Effect of the embedding cache: a linear sweep of 8 trials with and without it, in one run.
 
-With the cache (the product's path, `pipelines.sweep.run_sweep`), the frozen encoder embeds every
+With the cache (the product's path, `pipelines.evaluation.sweep.run_sweep`), the frozen encoder embeds every
 clip once and all trials fit probes on the cached embeddings. Without it, every trial embeds the
 clips itself before fitting its probe, as a naive sweep would. Both use the same shards, encoder,
 search space and 8 trials. The data is ``--clips`` generated clips of ``--seconds`` (3 classes,

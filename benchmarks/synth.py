@@ -2,7 +2,7 @@
 
 Synthesises the datasets at the given sizes (the defaults of ``mast synth`` unless told otherwise;
 all three tasks, the optional NSynth-layout instruments included)
-into ``--work`` from scratch, timing it, then reads them back through ``pipelines.layouts`` and
+into ``--work`` from scratch, timing it, then reads them back through ``pipelines.data.layouts`` and
 trains a linear probe (multinomial logistic regression, torch, L2 chosen on the validation split)
 on simple clip statistics: the per-mel-bin mean and standard deviation of the log-mel
 spectrogram (``mast_core.features.log_mel``, 128 bins), the duration and the RMS level. It is

@@ -4,7 +4,7 @@ pretraining and demo configs.
 In a checkout (or an editable install) they are the repository's ``configs/`` and
 ``tune_spaces/`` folders; a wheel (``pip install .``) carries the same files as package data
 under ``pipelines/_resources/``. ``MAST_CONFIG_ROOT`` points at another folder of the same shape
-(``configs/tasks``, ``configs/pretrain``, ``tune_spaces``), for a user's own registry.
+(``configs/tasks``, ``configs/pretrain``, ``configs/demo``, ``tune_spaces``), for a user's own registry.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """`mast ingest DATASET --root PATH --out DIR`: a dataset in its published layout -> Parquet shards.
 
-1. Discover the clips (``pipelines.layouts``): a wrong root or missing metadata fails here, before
+1. Discover the clips (``pipelines.data.layouts``): a wrong root or missing metadata fails here, before
    any work.
 2. Plan the shards: clips in a fixed order are grouped so that each shard holds about
    ``--shard-mb`` of FLAC. The durations are read from the file headers. The plan is written to
@@ -300,7 +300,7 @@ def ingest(
     overwrite: bool = False,
     progress=print,
 ) -> IngestReport:
-    """Run the whole ingest; Ray must be initialised by the caller (see ``pipelines.runtime``)."""
+    """Run the whole ingest; Ray must be initialised by the caller (see ``pipelines.common.runtime``)."""
     import ray
 
     started = time.perf_counter()

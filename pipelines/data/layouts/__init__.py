@@ -1,7 +1,7 @@
 """Dataset layouts: find every clip of a dataset in its published folder layout.
 
 Pure Python (no Ray, no audio decoding): each reader walks a root folder and its metadata files
-and returns a :class:`Layout` of :class:`ClipRecord` rows that ``pipelines.ingest`` turns into
+and returns a :class:`Layout` of :class:`ClipRecord` rows that ``pipelines.data.ingest`` turns into
 Parquet shards. A missing metadata file or a wrong root fails at once with :class:`LayoutError`
 naming what was expected.
 

@@ -1,6 +1,6 @@
 """`mast synth OUT`: realistic offline speech datasets, written in the published layouts.
 
-The datasets are read by ``pipelines.layouts`` and ``mast ingest`` unchanged, so the demo and the
+The datasets are read by ``pipelines.data.layouts`` and ``mast ingest`` unchanged, so the demo and the
 tests can run the whole method without downloading anything:
 
 * ``OUT/speech_commands_synth/``: keyword spotting in the Speech Commands V2 layout, i.e. the 35
@@ -42,7 +42,7 @@ random generator (breath noise; seeded from the clock at initialisation) is rese
 stamp matches; any other folder content is replaced only if a previous ``mast synth`` wrote it.
 
 Python: ``synthesize(out, SynthSettings(...), progress=print)`` returns, per dataset name (the
-``pipelines.layouts`` name: ``speech_commands``, ``voxforge``, ``nsynth``), its path, clip counts
+``pipelines.data.layouts`` name: ``speech_commands``, ``voxforge``, ``nsynth``), its path, clip counts
 and seconds spent.
 """
 

@@ -227,7 +227,7 @@ def synthesize(out: str | Path, settings: SynthSettings = SynthSettings(), progr
 
     Returns ``{dataset name: {"path", "clips", "per_split", "speakers", "seconds",
     "clips_per_second", "reused"}, "seconds": total}``, dataset names as in
-    ``pipelines.layouts`` (``speech_commands``, ``voxforge``).
+    ``pipelines.data.layouts`` (``speech_commands``, ``voxforge``).
     """
     started = time.perf_counter()
     out = check_request(out, settings)

@@ -1,5 +1,5 @@
 """`mast synth` with the real espeak-ng (espeakng-loader wheel), at small sizes, read back through
-``pipelines.layouts`` exactly as ``mast ingest`` would read it."""
+``pipelines.data.layouts`` exactly as ``mast ingest`` would read it."""
 
 import csv
 import hashlib
