@@ -15,15 +15,41 @@ Example::
 
 from .ast import AST, ast_base, ast_tiny
 from .checkpoint import CheckpointError, FeatureSettings, load_encoder, resolve_checkpoint, save_encoder
+from .contracts import Encoder, Objective, TokenOutput
 from .embed import Embedder, Embeddings, read_clip
 from .features import compute_stats, log_mel, normalize
 from .imagenet import init_from_imagenet
 from .mast import MAST, mast_base, mast_small, mast_tiny
+from .registry import ARCHITECTURES, OBJECTIVES, build_encoder
 from .ssast import SSAST
 from .ssmast import SSMAST
 
 __all__ = [
-    "AST", "MAST", "SSAST", "SSMAST", "CheckpointError", "Embedder", "Embeddings", "FeatureSettings", "ast_base",
-    "ast_tiny", "compute_stats", "init_from_imagenet", "load_encoder", "log_mel", "mast_base", "mast_small",
-    "mast_tiny", "normalize", "read_clip", "resolve_checkpoint", "save_encoder",
+    "AST",
+    "ARCHITECTURES",
+    "MAST",
+    "OBJECTIVES",
+    "SSAST",
+    "SSMAST",
+    "CheckpointError",
+    "Embedder",
+    "Embeddings",
+    "Encoder",
+    "FeatureSettings",
+    "Objective",
+    "TokenOutput",
+    "ast_base",
+    "ast_tiny",
+    "build_encoder",
+    "compute_stats",
+    "init_from_imagenet",
+    "load_encoder",
+    "log_mel",
+    "mast_base",
+    "mast_small",
+    "mast_tiny",
+    "normalize",
+    "read_clip",
+    "resolve_checkpoint",
+    "save_encoder",
 ]

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mast_core.contracts import Encoder, TokenOutput
 from mast_core.layers import (
     DropPath,
     Mlp,
@@ -94,8 +95,8 @@ class Block(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
-class AST(nn.Module):
-    """Audio Spectrogram Transformer encoder: spectrogram ``(B, n_mels, T)`` -> clip embedding ``(B, D)``.
+class AST(Encoder):
+    """Audio Spectrogram Transformer :class:`~mast_core.contracts.Encoder`: ``(B, n_mels, T)`` -> ``(B, D)``.
 
     Patches are ``patch_size`` squares taken every ``patch_stride`` bins/frames (AST: 16 at stride
     10, so 128 x 1024 gives a 12 x 101 grid = 1212 patches). A cls token is prepended and its final
@@ -202,6 +203,22 @@ class AST(nn.Module):
             "drop_path_rate": self.drop_path_rate,
         }
 
+    @property
+    def token_stride(self) -> int:
+        """One output column per patch column: ``patch_stride`` frames (0.1 s at stride 10)."""
+        return self.patch_stride
+
+    def ordered_blocks(self) -> list[nn.Module]:
+        return list(self.blocks)
+
+    def adapt_imagenet(self, state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+        """timm ViT / DeiT weights for this model: see :func:`adapt_imagenet_state_dict`."""
+        return adapt_imagenet_state_dict(state_dict, self)
+
+    def export_frame_range(self) -> tuple[int, int | None]:
+        """Up to ``max_frames``: beyond it the position table is interpolated, a branch on the length."""
+        return self.patch_size, self.max_frames
+
     def patch_grid(self, num_frames: int) -> tuple[int, int]:
         """``(freq patches, time patches)`` for an input of ``num_frames`` frames."""
         return self.num_freq_patches, grid_size(num_frames, self.patch_size, self.patch_stride)
@@ -239,11 +256,11 @@ class AST(nn.Module):
         generator: torch.Generator | None = None,
         token_mask: torch.Tensor | None = None,
         mask_token: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, tuple[int, int]]:
-        """Run the encoder and return all final tokens ``(B, 1 + F * T, D)`` and the grid ``(F, T)``.
+    ) -> TokenOutput:
+        """Run the encoder: the final patch tokens ``(B, F * T, D)`` on the grid ``(F, T)``, the cls token as ``clip``.
 
-        Token 0 is cls; patch tokens follow in row-major ``(freq, time)`` order (the order of
-        ``Conv2d`` outputs and of ``F.unfold``). ``T`` is the number of time columns after patch-drop.
+        Patch tokens are in row-major ``(freq, time)`` order (the order of ``Conv2d`` outputs and of
+        ``F.unfold``). ``T`` is the number of time columns after patch-drop.
 
         Args:
             spec: ``(B, num_mel_bins, frames)`` log-mel spectrogram.
@@ -257,8 +274,8 @@ class AST(nn.Module):
 
         Example::
 
-            tokens, (freq, time) = model.forward_tokens(torch.randn(2, 128, 1024))
-            # tokens: (2, 1 + 12 * 101, D)
+            out = model.forward_tokens(torch.randn(2, 128, 1024))
+            # out.tokens: (2, 12 * 101, D), out.grid: (12, 101), out.clip: (2, D)
         """
         check_spectrogram(spec, self.num_mel_bins, self.patch_size, lengths, patch_drop)
         grid = self.patch_embed(spec)  # (B, D, F, T)
@@ -295,19 +312,9 @@ class AST(nn.Module):
 
         for block in self.blocks:
             tokens = block(tokens, attn_mask)
-        return self.norm(tokens), (num_freq, num_time)
-
-    def forward(
-        self,
-        spec: torch.Tensor,
-        lengths: torch.Tensor | None = None,
-        *,
-        patch_drop: float = 0.0,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """Clip embedding ``(B, embed_dim)``: the final cls token. See :meth:`forward_tokens` for arguments."""
-        tokens, _ = self.forward_tokens(spec, lengths, patch_drop=patch_drop, generator=generator)
-        return tokens[:, 0]
+        tokens = self.norm(tokens)
+        valid = None if valid_columns is None else valid_columns.clamp(max=num_time)  # after patch-drop
+        return TokenOutput(tokens[:, 1:], (num_freq, num_time), tokens[:, 0], valid, self.token_stride)
 
 
 def ast_base(**overrides: Any) -> AST:

@@ -67,12 +67,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchaudio.functional as AF
-from torch import nn
 
 from .audio import read_audio
 from .checkpoint import FeatureSettings, load_encoder
+from .contracts import Encoder
 from .features import _window_geometry, log_mel, normalize
-from .layers import column_mask, valid_patch_columns
 
 __all__ = ["Embedder", "Embeddings", "embed", "read_clip", "token_stride"]
 
@@ -109,8 +108,8 @@ class Embeddings:
         return torch.stack(self.frames), torch.stack(self.timestamps)
 
 
-def token_stride(model: nn.Module) -> int:
-    """Log-mel frames between two consecutive output tokens along time.
+def token_stride(model: Encoder) -> int:
+    """Log-mel frames between two consecutive output tokens along time (:attr:`Encoder.token_stride`).
 
     MAST: ``patch_stride`` times the Q strides of its pooling blocks (10 * 2 * 2 * 2 = 80 frames,
     0.8 s); AST: ``patch_stride`` (10 frames, 0.1 s).
@@ -119,14 +118,7 @@ def token_stride(model: nn.Module) -> int:
 
         token_stride(mast_small())    # 80
     """
-    stride = model.patch_stride
-    if model.arch == "mast":
-        for stage in model.stages:
-            for block in stage.blocks:
-                stride *= block.stride_q
-    elif model.arch != "ast":
-        raise ValueError(f"unknown encoder architecture {model.arch!r}; expected 'mast' or 'ast'")
-    return stride
+    return model.token_stride
 
 
 def bucket_frames(frames: int) -> int:
@@ -157,7 +149,7 @@ class Embedder:
     """Clip and frame embeddings of mono waveforms with an encoder and its feature settings.
 
     Args:
-        model: a MAST or AST encoder (as returned by :func:`mast_core.load_encoder`).
+        model: an :class:`~mast_core.contracts.Encoder` (as returned by :func:`mast_core.load_encoder`).
         features: the encoder's :class:`FeatureSettings` (sample rate, mel bins, mean, std).
         batch_size: windows per encoder call (bounds memory; 1 makes results bitwise independent
             of the other clips, see the module docstring).
@@ -173,7 +165,7 @@ class Embedder:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: Encoder,
         features: FeatureSettings,
         *,
         batch_size: int = 16,
@@ -186,11 +178,11 @@ class Embedder:
         self.model = model.to(self.device).eval()
         self.features = features
         self.batch_size = batch_size
-        self.stride = token_stride(model)
+        self.stride = model.token_stride
         self.patch_size = model.patch_size
         if model.num_mel_bins != features.num_mel_bins:
             raise ValueError(f"encoder takes {model.num_mel_bins} mel bins but its feature settings say {features.num_mel_bins}")
-        requested = window_frames if window_frames is not None else model.config()["max_frames"]
+        requested = window_frames if window_frames is not None else model.max_frames
         self.window_frames = requested // self.stride * self.stride
         smallest = max(self.stride, 2 * self.patch_size)
         if self.window_frames < smallest:
@@ -232,9 +224,7 @@ class Embedder:
 
     def timestamps(self, num_tokens: int) -> torch.Tensor:
         """Centres (seconds) of the first ``num_tokens`` output tokens of a clip."""
-        first = ((self.patch_size - 1) * self.frame_hop + self.frame_window) / 2
-        step = self.stride * self.frame_hop
-        return (torch.arange(num_tokens, dtype=torch.float64) * step + first).div(self.sample_rate).float()
+        return self.model.timestamps(num_tokens, self.sample_rate)
 
     def windows(self, num_frames: int) -> list[tuple[int, int]]:
         """``(start, frames)`` of the windows a clip of ``num_frames`` frames is cut into."""
@@ -291,18 +281,8 @@ class Embedder:
 
     def _encode(self, spec: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Clip embeddings (B, D), frequency-averaged tokens (B, T, D) and valid tokens (B,)."""
-        if self.model.arch == "mast":
-            tokens, grid, valid = self.model.forward_tokens(spec, lengths)
-            # the clip embedding exactly as MAST.forward computes it (mean of the valid tokens)
-            weights = column_mask(valid, grid[1]).repeat(1, grid[0]).to(tokens.dtype)
-            clip = (tokens * weights[:, :, None]).sum(1) / weights.sum(1, keepdim=True)
-            patches = tokens
-        else:
-            tokens, grid = self.model.forward_tokens(spec, lengths)
-            clip, patches = tokens[:, 0], tokens[:, 1:]
-            valid = valid_patch_columns(lengths, self.patch_size, self.model.patch_stride)
-        frames = patches.reshape(patches.shape[0], grid[0], grid[1], -1).mean(1)
-        return clip, frames, valid
+        out = self.model.forward_tokens(spec, lengths)
+        return out.clip, out.frames(), out.lengths
 
     def embed(
         self, waves: Sequence[Waveform] | torch.Tensor | np.ndarray, *, sample_rate: int | None = None, frames: bool = False
@@ -391,7 +371,7 @@ class Embedder:
 
 
 def embed(
-    model: nn.Module,
+    model: Encoder,
     features: FeatureSettings,
     waves: Sequence[Waveform] | torch.Tensor | np.ndarray,
     *,

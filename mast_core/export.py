@@ -17,8 +17,9 @@ Example::
 
 Inputs and outputs:
 
-- ``spec``: float32 ``(batch, num_mel_bins, frames)``, frames >= ``patch_size`` (16). MAST takes
-  any length (its relative positions are clamped beyond what it was built for). AST's position
+- ``spec``: float32 ``(batch, num_mel_bins, frames)``, frames in the encoder's
+  :meth:`~mast_core.contracts.Encoder.export_frame_range`. MAST takes any length from one patch
+  (16) up (its relative positions are clamped beyond what it was built for). AST's position
   table is truncated for inputs up to ``max_frames`` and interpolated beyond, a branch ONNX cannot
   hold: its graph is exported for ``16 <= frames <= max_frames`` (1024).
 - ``embedding``: ``(batch, D)``, what ``model(spec)`` returns.
@@ -41,6 +42,7 @@ import torch
 from torch import nn
 
 from .checkpoint import FeatureSettings
+from .contracts import Encoder
 
 __all__ = ["EncoderGraph", "export_onnx", "onnx_frame_range"]
 
@@ -53,32 +55,24 @@ class EncoderGraph(nn.Module):
         embedding, frames = EncoderGraph(mast_tiny().eval())(torch.randn(2, 128, 300))
     """
 
-    def __init__(self, encoder: nn.Module) -> None:
+    def __init__(self, encoder: Encoder) -> None:
         super().__init__()
-        if encoder.arch not in ("mast", "ast"):
-            raise ValueError(f"unknown encoder architecture {encoder.arch!r}")
+        if not isinstance(encoder, Encoder):
+            raise TypeError(f"EncoderGraph takes an mast_core Encoder (MAST, AST), got {type(encoder).__name__}")
         self.encoder = encoder
 
     def forward(self, spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.encoder.arch == "mast":
-            tokens, grid, _ = self.encoder.forward_tokens(spec)
-            clip, patches = tokens.mean(1), tokens
-        else:
-            tokens, grid = self.encoder.forward_tokens(spec)
-            clip, patches = tokens[:, 0], tokens[:, 1:]
-        frames = patches.reshape(patches.shape[0], grid[0], grid[1], patches.shape[-1]).mean(1)
-        return clip, frames
+        out = self.encoder.forward_tokens(spec)
+        return out.clip, out.frames()
 
 
-def onnx_frame_range(encoder: nn.Module) -> tuple[int, int | None]:
+def onnx_frame_range(encoder: Encoder) -> tuple[int, int | None]:
     """``(min, max)`` input frames the exported graph accepts (max None: unbounded)."""
-    if encoder.arch == "ast":
-        return encoder.patch_size, encoder.max_frames
-    return encoder.patch_size, None
+    return encoder.export_frame_range()
 
 
 def export_onnx(
-    encoder: nn.Module,
+    encoder: Encoder,
     path: str | Path,
     features: FeatureSettings | None = None,
     *,

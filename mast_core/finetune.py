@@ -18,14 +18,12 @@ Example::
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from .ast import AST
-from .mast import MAST
+from .contracts import Encoder
 
 
 @dataclass(frozen=True)
@@ -63,9 +61,9 @@ class FinetuneSettings:
 
 
 class EncoderClassifier(nn.Module):
-    """``encoder`` (MAST or AST clip embedding) -> dropout -> ``nn.Linear`` to ``num_classes``."""
+    """``encoder`` (an :class:`Encoder`'s clip embedding) -> dropout -> ``nn.Linear`` to ``num_classes``."""
 
-    def __init__(self, encoder: nn.Module, num_classes: int, dropout: float = 0.0) -> None:
+    def __init__(self, encoder: Encoder, num_classes: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.encoder = encoder
         self.dropout = nn.Dropout(dropout)
@@ -77,33 +75,13 @@ class EncoderClassifier(nn.Module):
         return self.head(self.dropout(self.encoder(spec, lengths)))
 
 
-def encoder_layer_ids(encoder: nn.Module) -> tuple[dict[str, int], int]:
+def encoder_layer_ids(encoder: Encoder) -> tuple[dict[str, int], int]:
     """({parameter name: layer id}, number of layers). Id 0 is the patch embedding (and AST's
-    tokens and position tables), ids 1..N are the blocks in order, N + 1 the final norm."""
-    if isinstance(encoder, MAST):
-        starts, total = [], 0
-        for stage in encoder.stages:
-            starts.append(total)
-            total += len(stage.blocks)
-        pattern = re.compile(r"stages\.(\d+)\.blocks\.(\d+)\.")
-
-        def block_of(name: str) -> int | None:
-            match = pattern.match(name)
-            return starts[int(match.group(1))] + int(match.group(2)) if match else None
-    elif isinstance(encoder, AST):
-        total = len(encoder.blocks)
-        pattern = re.compile(r"blocks\.(\d+)\.")
-
-        def block_of(name: str) -> int | None:
-            match = pattern.match(name)
-            return int(match.group(1)) if match else None
-    else:
-        raise TypeError(f"layer-wise decay knows MAST and AST encoders, not {type(encoder).__name__}")
-    ids = {}
-    for name, _ in encoder.named_parameters():
-        block = block_of(name)
-        ids[name] = total + 1 if name.startswith("norm.") else (0 if block is None else block + 1)
-    return ids, total
+    tokens and position tables), ids 1..N are the blocks in order, N + 1 the final norm
+    (:meth:`Encoder.layer_ids`)."""
+    if not isinstance(encoder, Encoder):
+        raise TypeError(f"layer-wise decay needs a mast_core Encoder (MAST, AST), not {type(encoder).__name__}")
+    return encoder.layer_ids()
 
 
 def layer_decay_groups(

@@ -134,3 +134,14 @@ def resize_patch_kernel(weight: torch.Tensor, size: int) -> torch.Tensor:
     flat = weight.to(torch.float64).reshape(-1, old * old).T  # (old^2, D * C)
     resized = torch.linalg.pinv(resize_matrix) @ flat  # (size^2, D * C)
     return resized.T.reshape(*weight.shape[:-2], size, size).to(weight.dtype)
+
+
+def resize_stem(weight: torch.Tensor, size: int) -> torch.Tensor:
+    """RGB patch kernel (D, 3, k, k) -> one-channel (D, 1, size, size).
+
+    The colour channels are summed (a grey image has equal R, G, B), then the kernel is resized so
+    that it computes the same response on a resized patch (:func:`resize_patch_kernel`).
+    MViTv2's 7x7 stem becomes AST's 16x16; the released code kept 7x7 at stride 10 and left gaps
+    between patches.
+    """
+    return resize_patch_kernel(weight.sum(dim=1, keepdim=True), size)

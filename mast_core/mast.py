@@ -10,21 +10,25 @@ Example::
     model = mast_small()
     spec = torch.randn(2, 128, 512)           # (batch, mel bins, frames), normalised log-mel
     embedding = model(spec)                   # (2, 768) clip embeddings
-    tokens, grid, _ = model.forward_tokens(spec)   # (2, 14, 768) tokens on a (2, 7) grid
+    out = model.forward_tokens(spec)          # out.tokens (2, 14, 768) on out.grid (2, 7)
 
 Variable lengths: right-pad a batch and pass ``lengths`` (valid frames per clip). Padded patch
 columns are zeroed before every pooling convolution, excluded from every attention and from the
 final mean, so each clip's embedding equals the one it gets alone.
+
+ImageNet: :func:`adapt_imagenet_state_dict` maps timm's ``mvitv2_small`` / ``mvitv2_base`` weights.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .contracts import Encoder, TokenOutput
 from .layers import (
     DropPath,
     Mlp,
@@ -34,6 +38,7 @@ from .layers import (
     grid_size,
     init_transformer_weights,
     layer_norm,
+    resize_stem,
     valid_patch_columns,
 )
 from .patch_drop import drop_time_columns
@@ -248,8 +253,8 @@ class MASTStage(nn.Module):
         return x, grid, valid
 
 
-class MAST(nn.Module):
-    """Four-stage multiscale encoder; see the module docstring.
+class MAST(Encoder):
+    """Four-stage multiscale encoder (an :class:`~mast_core.contracts.Encoder`); see the module docstring.
 
     Stage ``s`` has width ``embed_dim * 2**s`` and ``num_heads * 2**s`` heads. Q is pooled with
     stride 2 in the first block of stages 2-4; the K/V stride starts at ``kv_stride`` and halves
@@ -284,6 +289,7 @@ class MAST(nn.Module):
         self.patch_size = patch_size
         self.patch_stride = patch_stride
         self.num_mel_bins = num_mel_bins
+        self.max_frames = max_frames
         self.patch_embed = PatchEmbed(embed_dim, patch_size, patch_stride)
 
         grid = (grid_size(num_mel_bins, patch_size, patch_stride), grid_size(max_frames, patch_size, patch_stride))
@@ -315,6 +321,21 @@ class MAST(nn.Module):
         """Constructor arguments (JSON-serialisable): ``MAST(**model.config())`` rebuilds the model."""
         return dict(self._config)
 
+    @property
+    def token_stride(self) -> int:
+        """``patch_stride`` times the Q strides of the pooling blocks: 10 * 2 * 2 * 2 = 80 frames (0.8 s)."""
+        stride = self.patch_stride
+        for block in self.ordered_blocks():
+            stride *= block.stride_q
+        return stride
+
+    def ordered_blocks(self) -> list[nn.Module]:
+        return [block for stage in self.stages for block in stage.blocks]
+
+    def adapt_imagenet(self, state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+        """timm MViTv2 weights for this model: see :func:`adapt_imagenet_state_dict`."""
+        return adapt_imagenet_state_dict(state_dict, self)
+
     def forward_tokens(
         self,
         spec: torch.Tensor,
@@ -322,12 +343,11 @@ class MAST(nn.Module):
         *,
         patch_drop: float = 0.0,
         generator: torch.Generator | None = None,
-    ) -> tuple[torch.Tensor, Grid, torch.Tensor | None]:
-        """Last-stage tokens after the final LayerNorm.
+    ) -> TokenOutput:
+        """Last-stage tokens after the final LayerNorm, on the last grid (row-major over (freq, time)).
 
-        Returns ``(tokens (B, F*T, D), (F, T), valid)`` where ``valid`` holds each clip's valid
-        time columns of the last grid (None without ``lengths``). Tokens are row-major over
-        (freq, time).
+        ``lengths`` of the result holds each clip's valid time columns of the last grid (None
+        without input ``lengths``); ``clip`` is the mean of the valid tokens.
         """
         check_spectrogram(spec, self.num_mel_bins, self.patch_size, lengths, patch_drop)
         image = self.patch_embed(spec)
@@ -338,22 +358,13 @@ class MAST(nn.Module):
         x = image.flatten(2).transpose(1, 2)
         for stage in self.stages:
             x, grid, valid = stage(x, grid, valid)
-        return self.norm(x), grid, valid
-
-    def forward(
-        self,
-        spec: torch.Tensor,
-        lengths: torch.Tensor | None = None,
-        *,
-        patch_drop: float = 0.0,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """Clip embedding: mean of the (valid) last-stage tokens, shape (B, embed_dim)."""
-        tokens, grid, valid = self.forward_tokens(spec, lengths, patch_drop=patch_drop, generator=generator)
+        tokens = self.norm(x)
         if valid is None:
-            return tokens.mean(1)
+            return TokenOutput(tokens, grid, tokens.mean(1), None, self.token_stride)
+        valid = valid.clamp(max=grid[1])  # patch-drop shortened the grid the lengths were counted on
         weights = column_mask(valid, grid[1]).repeat(1, grid[0]).to(tokens.dtype)  # (B, F*T)
-        return (tokens * weights[:, :, None]).sum(1) / weights.sum(1, keepdim=True)
+        clip = (tokens * weights[:, :, None]).sum(1) / weights.sum(1, keepdim=True)
+        return TokenOutput(tokens, grid, clip, valid, self.token_stride)
 
 
 def mast_small(**overrides) -> MAST:
@@ -369,3 +380,62 @@ def mast_base(**overrides) -> MAST:
 def mast_tiny(**overrides) -> MAST:
     """A ~1 M parameter MAST for CPU tests and demos: blocks (1, 1, 2, 1), widths 32-256."""
     return MAST(**{"embed_dim": 32, "depths": (1, 1, 2, 1), "num_heads": 1, **overrides})
+
+
+# --------------------------------------------------------------------------------------------------
+# ImageNet initialisation
+
+_REL_POS = re.compile(r"^(stages\.\d+\.blocks\.\d+\.attn)\.rel_pos_([hw])$")
+
+
+def resample_relative_table(table: torch.Tensor, length: int, key_ratio: int) -> torch.Tensor:
+    """Map a timm MViTv2 relative-position table onto one of ours, entry by entry by distance.
+
+    timm indexes distance ``d`` at ``q_size - key_ratio + d`` in a table of ``2 q_size - 1``
+    rows; ours indexes it at ``(length - 1) / 2 + d``. Distances that the image model never saw
+    take its nearest edge value, so each learned entry keeps its meaning (one patch apart is one
+    patch apart in both models) instead of being stretched by interpolation.
+    """
+    q_size = (table.shape[0] + 1) // 2
+    source_zero = q_size - key_ratio
+    max_distance = (length - 1) // 2
+    distance = torch.arange(-max_distance, max_distance + 1)
+    source = (source_zero + distance).clamp(0, table.shape[0] - 1)
+    return table[source]
+
+
+def adapt_imagenet_state_dict(state: dict[str, torch.Tensor], model: MAST) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Adapt a timm MViTv2 state dict to ``model``; returns (mapped state, sorted unmapped source keys).
+
+    The RGB stem is summed to one channel and resized to ``patch_size`` (:func:`resize_stem`);
+    relative-position tables are re-indexed by distance (:func:`resample_relative_table`); every
+    other key with our name is copied. Raises ``ValueError`` naming every key whose shape differs.
+    """
+    target = model.state_dict()
+    adapted: dict[str, torch.Tensor] = {}
+    unmapped: list[str] = []
+    for name, tensor in state.items():
+        match = _REL_POS.match(name)
+        if name == "patch_embed.proj.weight":
+            adapted[name] = resize_stem(tensor, model.patch_size)
+        elif match:
+            prefix, axis = match.groups()
+            new_name = f"{prefix}.rel_pos_{'freq' if axis == 'h' else 'time'}"
+            if new_name not in target:
+                unmapped.append(name)
+                continue
+            attn = model.get_submodule(prefix)
+            key_ratio = max(attn.stride_kv // attn.stride_q, 1)
+            adapted[new_name] = resample_relative_table(tensor, target[new_name].shape[0], key_ratio)
+        elif name in target:
+            adapted[name] = tensor
+        else:
+            unmapped.append(name)
+    mismatched = [
+        f"{name}: file {tuple(tensor.shape)} vs model {tuple(target[name].shape)}"
+        for name, tensor in adapted.items()
+        if tensor.shape != target[name].shape
+    ]
+    if mismatched:
+        raise ValueError("ImageNet checkpoint does not fit this MAST (width/depth differ): " + "; ".join(mismatched))
+    return adapted, sorted(unmapped)

@@ -13,7 +13,7 @@ predict the raw input patches:
 Example::
 
     model = SSAST(ast_base(patch_stride=16))
-    loss, stats = model(torch.randn(8, 128, 1024))   # stats: loss, nce, mse, nce_accuracy, num_masked
+    loss, stats = model({"view_a": torch.randn(8, 128, 1024)})   # stats: loss, nce, mse, nce_accuracy, num_masked
     loss.backward()
 """
 
@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mast_core.ast import AST
+from mast_core.contracts import Objective
 
 __all__ = ["SSAST", "cluster_mask"]
 
@@ -85,8 +86,11 @@ def _head(dim: int, out_dim: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, out_dim))
 
 
-class SSAST(nn.Module):
+class SSAST(Objective):
     """Masked patch modelling (contrastive + reconstruction) around an AST encoder.
+
+    An :class:`~mast_core.contracts.Objective` on one view: ``model(batch)`` reads ``batch["view_a"]``;
+    :meth:`after_step` does nothing; ``model.encoder`` is the AST to export.
 
     Args:
         encoder: an :class:`AST` with ``patch_stride == patch_size`` (non-overlapping patches, so
@@ -103,10 +107,14 @@ class SSAST(nn.Module):
     Example::
 
         model = SSAST(ast_tiny(patch_stride=16), num_masked=40)
-        loss, stats = model(torch.randn(4, 128, 256), generator=torch.Generator().manual_seed(0))
+        loss, stats = model.loss(torch.randn(4, 128, 256), generator=torch.Generator().manual_seed(0))
         loss.backward()
         pretrained_encoder = model.encoder          # keep this for downstream tasks
     """
+
+    views = ("view_a",)
+    encoder_type = AST
+    encoder_settings = {"patch_stride": 16}  # non-overlapping 16 x 16 patches, each target one clean patch
 
     def __init__(
         self,
@@ -142,7 +150,7 @@ class SSAST(nn.Module):
             [cluster_mask(num_freq, num_time, self.num_masked, self.cluster_factor, generator) for _ in range(batch)]
         )
 
-    def forward(
+    def loss(
         self, spec: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Masked-patch loss for an equal-length batch ``spec`` of shape ``(B, n_mels, frames)``.
@@ -165,8 +173,7 @@ class SSAST(nn.Module):
 
         # Targets in the encoder's token order: unfold walks the same row-major (freq, time) grid.
         targets = F.unfold(spec.unsqueeze(1), kernel_size=patch, stride=patch).transpose(1, 2)
-        tokens, _ = self.encoder.forward_tokens(spec, token_mask=mask, mask_token=self.mask_token)
-        patch_tokens = tokens[:, 1:]
+        patch_tokens = self.encoder.forward_tokens(spec, token_mask=mask, mask_token=self.mask_token).tokens
         # Every clip has the same count, so boolean selection reshapes to (B, K, ...).
         masked_tokens = patch_tokens[mask].view(batch, self.num_masked, -1)
         masked_targets = targets[mask].view(batch, self.num_masked, -1)

@@ -3,15 +3,16 @@
 Pieces, each usable alone: :class:`KeyQueue` (FIFO of teacher keys, gathered across ranks),
 :class:`CrossContrastiveLoss` (InfoNCE of one query against its key and the queue),
 :func:`ema_update` and :func:`momentum_schedule` (teacher updates), :class:`ProjectionHead`.
-:class:`SSMAST` composes them around any encoder that follows the encoder contract
-(``forward(spec, lengths=None, *, patch_drop=0.0, generator=None) -> (B, embed_dim)``).
+:class:`SSMAST` composes them around any :class:`~mast_core.contracts.Encoder` (MAST or AST) and
+follows the :class:`~mast_core.contracts.Objective` contract.
 
 Example::
 
     model = SSMAST(mast_tiny(), queue_size=4096)
-    loss, stats = model(view_a, view_b)       # two augmented views, (B, mel, frames) each
+    loss, stats = model({"view_a": view_a, "view_b": view_b})   # two augmented views, (B, mel, frames) each
     loss.backward(); optimizer.step()
-    model.update_teacher(momentum_schedule(step, total_steps))
+    model.after_step(step, total_steps)       # EMA teacher update, momentum_schedule(step, total_steps)
+    export = model.encoder                    # the student
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+
+from .contracts import Encoder, Objective
 
 
 class KeyQueue(nn.Module):
@@ -127,18 +130,22 @@ class ProjectionHead(nn.Module):
         return self.net(x)
 
 
-class SSMAST(nn.Module):
+class SSMAST(Objective):
     """Student encoder + head trained against an EMA teacher with the cross-contrastive loss.
 
     ``loss = L(f(x_a), h(x_b)) + L(f(x_b), h(x_a))``: the student's query of each view is
     contrasted with the teacher's key of the other view and the queue of past teacher keys. The
     teacher (a frozen copy, never touched by gradients) sees the full views; patch-drop applies
     to the student only. Both views' teacher keys are enqueued after the loss is computed.
+    ``model(batch)`` reads ``view_a`` and ``view_b``; :meth:`after_step` updates the teacher by EMA;
+    ``model.encoder`` is the student.
     """
+
+    views = ("view_a", "view_b")
 
     def __init__(
         self,
-        encoder: nn.Module,
+        encoder: Encoder,
         *,
         proj_dim: int = 256,
         head: str = "linear",
@@ -160,6 +167,11 @@ class SSMAST(nn.Module):
         self.patch_drop = patch_drop
         self.teacher.eval()
 
+    @property
+    def encoder(self) -> Encoder:
+        """The student: the encoder that pretraining produces."""
+        return self.student
+
     def train(self, mode: bool = True) -> SSMAST:
         super().train(mode)
         self.teacher.eval()  # no drop-path noise in the keys
@@ -174,7 +186,7 @@ class SSMAST(nn.Module):
     def key(self, spec: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.teacher_head(self.teacher(spec)), dim=1)
 
-    def forward(
+    def loss(
         self, view_a: torch.Tensor, view_b: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Returns the loss and float stats (loss, accuracy, positive_similarity, query_std)."""
@@ -201,3 +213,7 @@ class SSMAST(nn.Module):
     def update_teacher(self, momentum: float) -> None:
         ema_update(self.teacher, self.student, momentum)
         ema_update(self.teacher_head, self.student_head, momentum)
+
+    def after_step(self, step: int, total_steps: int, momentum: float | None = None) -> None:
+        """EMA teacher update with ``momentum`` (default: :func:`momentum_schedule` at ``step``)."""
+        self.update_teacher(momentum_schedule(step, total_steps) if momentum is None else momentum)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from mast_core.registry import ARCHITECTURES, OBJECTIVES, check_pairing
 from pipelines.common.config import ConfigError, build
 from pipelines.data.stream import AugmentSettings, Source
 
@@ -47,14 +48,20 @@ class DataSection:
 
 @dataclass
 class ModelSection:
-    arch: Literal["mast_tiny", "mast_small", "mast_base", "ast_tiny", "ast_base"] = "mast_tiny"
-    objective: Literal["ssmast", "ssast"] = "ssmast"
+    arch: str = "mast_tiny"  # one of mast_core.registry.ARCHITECTURES
+    objective: str = "ssmast"  # one of mast_core.registry.OBJECTIVES
     imagenet: str | None = None
     drop_path_rate: float = 0.0
 
     def validate(self) -> None:
-        if self.objective == "ssast" and not self.arch.startswith("ast"):
-            raise ConfigError(f"objective: ssast needs an AST arch, got {self.arch}")
+        if self.arch not in ARCHITECTURES:
+            raise ConfigError(f"arch: {self.arch!r} is not one of {list(ARCHITECTURES)}")
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"objective: {self.objective!r} is not one of {list(OBJECTIVES)}")
+        try:
+            check_pairing(self.objective, self.arch)
+        except ValueError as error:
+            raise ConfigError(f"objective: {error}") from None
         if self.imagenet is not None and not Path(self.imagenet).is_file():
             raise ConfigError(f"imagenet: {self.imagenet} not found")
 

@@ -11,29 +11,37 @@ from pathlib import Path
 
 import torch
 
+from mast_core.contracts import Objective
 from pipelines.common.runtime import worker_print
 from pipelines.common.tracking import quick_mlflow_failures
 from pipelines.data.stream import to_torch
 from pipelines.pretrain.config import PretrainConfig, load_config_dict
 
 
-def build_objective(config: PretrainConfig) -> torch.nn.Module:
-    import mast_core
+def build_objective(config: PretrainConfig) -> Objective:
+    """The configured objective around a fresh encoder from the registry (ImageNet weights if asked)."""
+    from mast_core import SSAST, SSMAST
     from mast_core.imagenet import init_from_imagenet
+    from mast_core.registry import build_encoder, objective_class
 
-    encoder = getattr(mast_core, config.model.arch)(
+    encoder = build_encoder(
+        config.model.arch,
         max_frames=config.data.frames_per_clip,
         drop_path_rate=config.model.drop_path_rate,
-        **({"patch_stride": 16} if config.model.objective == "ssast" else {}),
+        **objective_class(config.model.objective).encoder_settings,
     )
     if config.model.imagenet:
         init_from_imagenet(encoder, config.model.imagenet)
-    if config.model.objective == "ssast":
-        return mast_core.SSAST(encoder, num_masked=config.objective.ssast_masked)
     objective = config.objective
-    return mast_core.SSMAST(
-        encoder, proj_dim=objective.proj_dim, head=objective.head, queue_size=objective.queue_size,
-        temperature=objective.temperature, patch_drop=objective.patch_drop,
+    if config.model.objective == "ssast":
+        return SSAST(encoder, num_masked=objective.ssast_masked)
+    return SSMAST(
+        encoder,
+        proj_dim=objective.proj_dim,
+        head=objective.head,
+        queue_size=objective.queue_size,
+        temperature=objective.temperature,
+        patch_drop=objective.patch_drop,
     )
 
 
@@ -130,7 +138,7 @@ def train_loop(loop_config: dict) -> None:
     from torch.nn.parallel import DistributedDataParallel
 
     from mast_core.checkpoint import FeatureSettings, save_encoder
-    from mast_core.ssmast import SSMAST, momentum_schedule
+    from mast_core.ssmast import momentum_schedule
 
     quick_mlflow_failures()
     config = load_config_dict(loop_config["config"])
@@ -175,8 +183,7 @@ def train_loop(loop_config: dict) -> None:
                 _save_training_state(folder, model, optimizer, scheduler, progress)
                 if final:
                     mean, std = loop_config["stats"]
-                    save_encoder(model.student if isinstance(model, SSMAST) else model.encoder, folder / "encoder",
-                                 FeatureSettings(mean=mean, std=std))
+                    save_encoder(model.encoder, folder / "encoder", FeatureSettings(mean=mean, std=std))
                 flushed = metrics.flush()
                 lines = [json.dumps({"step": s, **m}) for s, m in metrics.pending]
                 (folder / "metrics.jsonl").write_text("\n".join(lines))
@@ -190,8 +197,7 @@ def train_loop(loop_config: dict) -> None:
         total_loss = torch.zeros(2, device=device)  # (sum of batch losses, batches)
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
             for batch in val_shard.iter_torch_batches(batch_size=config.optim.batch_size, collate_fn=to_torch):
-                views = [batch["view_a"].to(device)] + ([batch["view_b"].to(device)] if isinstance(model, SSMAST) else [])
-                loss, _ = model(*views)
+                loss, _ = model({key: batch[key].to(device) for key in model.views})
                 total_loss += torch.stack([loss.detach().float(), torch.ones((), device=device)])
         if ddp:
             torch.distributed.all_reduce(total_loss)
@@ -208,18 +214,15 @@ def train_loop(loop_config: dict) -> None:
         fetch_start = time.perf_counter()
         for batch in iterator:
             wait_since += time.perf_counter() - fetch_start
-            view_a, view_b = batch["view_a"].to(device), batch["view_b"].to(device)
+            views = {key: batch[key].to(device) for key in model.views}  # the keys this objective reads
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                if isinstance(model, SSMAST):
-                    loss, stats = wrapped(view_a, view_b)
-                else:
-                    loss, stats = wrapped(view_a)
+                loss, stats = wrapped(views)
             (loss / config.optim.grad_accum).backward()
             micro += 1
             loss_sum += float(loss.detach())
             for key, value in stats.items():
                 stats_sum[key] = stats_sum.get(key, 0.0) + value
-            samples_since += view_a.shape[0] * world
+            samples_since += len(views[model.views[0]]) * world
             progress["batches_in_epoch"] += 1
             if micro % config.optim.grad_accum == 0:
                 torch.nn.utils.clip_grad_norm_(trainable, config.optim.clip_grad)
@@ -230,8 +233,7 @@ def train_loop(loop_config: dict) -> None:
                     momentum = momentum_schedule(step, total, config.objective.momentum_base, config.objective.momentum_final)
                 else:
                     momentum = config.objective.momentum_base
-                if isinstance(model, SSMAST):
-                    model.update_teacher(momentum)
+                model.after_step(step, total, momentum)  # SS-MAST: EMA teacher update; SSAST: nothing
                 step += 1
                 progress["step"] = step
                 progress["samples"] += samples_since

@@ -33,9 +33,10 @@ def test_forward_any_length(tiny: AST, frames: int) -> None:
 def test_patch_grid_1024_frames(tiny: AST) -> None:
     assert tiny.patch_grid(1024) == (12, 101)
     with torch.no_grad():
-        tokens, grid = tiny.forward_tokens(torch.randn(1, 128, 1024))
-    assert grid == (12, 101)
-    assert tokens.shape == (1, 1 + 1212, tiny.embed_dim)
+        out = tiny.forward_tokens(torch.randn(1, 128, 1024))
+    assert out.grid == (12, 101)
+    # 1 + 1212 tokens: the cls token (the clip embedding) and the patch tokens
+    assert out.clip.shape == (1, tiny.embed_dim) and out.tokens.shape == (1, 1212, tiny.embed_dim)
 
 
 def test_position_table_truncates_and_interpolates(tiny: AST) -> None:
@@ -108,10 +109,10 @@ def test_patch_drop_removes_time_columns(tiny: AST) -> None:
     spec = torch.randn(2, 128, 1024)
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        tokens, (freq, time) = tiny.forward_tokens(spec, patch_drop=0.2, generator=generator)
+        out = tiny.forward_tokens(spec, patch_drop=0.2, generator=generator)
         kept = 101 - round(0.2 * 101)
-        assert (freq, time) == (12, kept)
-        assert tokens.shape == (2, 1 + 12 * kept, tiny.embed_dim)
+        assert out.grid == (12, kept)
+        assert out.clip.shape == (2, tiny.embed_dim) and out.tokens.shape == (2, 12 * kept, tiny.embed_dim)
         assert tiny(spec, patch_drop=0.2).shape == (2, tiny.embed_dim)
         torch.testing.assert_close(tiny(spec, patch_drop=0.0), tiny(spec), atol=0, rtol=0)
 

@@ -115,7 +115,8 @@ def test_patch_drop_keeps_a_valid_grid_and_removes_the_fraction():
     model = mast_tiny().train()
     spec = torch.randn(3, 128, 1024)  # 12 x 101 patches
     generator = torch.Generator().manual_seed(0)
-    tokens, grid, _ = model.forward_tokens(spec, patch_drop=0.2, generator=generator)
+    out = model.forward_tokens(spec, patch_drop=0.2, generator=generator)
+    tokens, grid = out.tokens, out.grid
     assert tokens.shape[0] == 3
     # 101 - round(0.2 * 101) = 81 columns reach stage 1; pooling proceeds from there.
     expected = (12, 81)

@@ -59,7 +59,7 @@ def test_wrong_stride_raises() -> None:
 def test_too_many_masked_patches_raises() -> None:
     model = SSAST(ast_tiny(patch_stride=16), num_masked=400)
     with pytest.raises(ValueError, match="num_masked=400"):
-        model(torch.randn(1, 128, 160))  # 8 x 10 = 80 patches
+        model({"view_a": torch.randn(1, 128, 160)})  # 8 x 10 = 80 patches
 
 
 def test_heads_and_masks_per_clip() -> None:
@@ -77,7 +77,7 @@ def test_loss_backward_reaches_every_part() -> None:
     torch.manual_seed(0)
     model = SSAST(ast_tiny(patch_stride=16), num_masked=40)
     spec = torch.randn(3, 128, 256)  # 8 x 16 = 128 patches
-    loss, stats = model(spec, generator=torch.Generator().manual_seed(0))
+    loss, stats = model({"view_a": spec}, generator=torch.Generator().manual_seed(0))
     assert torch.isfinite(loss)
     assert set(stats) >= {"loss", "nce", "mse", "nce_accuracy", "num_masked"}
     assert stats["num_masked"] == 40
@@ -104,7 +104,7 @@ def test_training_steps_reduce_loss() -> None:
     history = []
     for _ in range(15):
         # Same masks each step, so the loss trajectory reflects learning only.
-        loss, stats = model(spec, generator=torch.Generator().manual_seed(1))
+        loss, stats = model({"view_a": spec}, generator=torch.Generator().manual_seed(1))
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()

@@ -42,7 +42,7 @@ def test_ssmast_loss_is_the_symmetric_sum_of_both_directions():
     model = SSMAST(mast_tiny(), proj_dim=16, queue_size=32, patch_drop=0.0).eval()
     view_a, view_b = torch.randn(3, 128, 200), torch.randn(3, 128, 200)
     queue_before = model.queue.keys.clone()
-    loss, _ = model(view_a, view_b)
+    loss, _ = model({"view_a": view_a, "view_b": view_b})
     with torch.no_grad():
         f_a, f_b = model.query(view_a), model.query(view_b)
         h_a, h_b = model.key(view_a), model.key(view_b)
@@ -54,7 +54,7 @@ def test_ssmast_loss_is_the_symmetric_sum_of_both_directions():
 def test_gradients_reach_the_student_only():
     torch.manual_seed(0)
     model = SSMAST(mast_tiny(), proj_dim=16, queue_size=64, patch_drop=0.2).train()
-    loss, stats = model(torch.randn(4, 128, 300), torch.randn(4, 128, 300))
+    loss, stats = model({"view_a": torch.randn(4, 128, 300), "view_b": torch.randn(4, 128, 300)})
     loss.backward()
     assert all(p.grad is not None for p in model.student.parameters())
     assert all(p.grad is not None for p in model.student_head.parameters())
@@ -70,7 +70,7 @@ def test_training_step_enqueues_both_views_keys():
     view_a, view_b = torch.randn(2, 128, 200), torch.randn(2, 128, 200)
     with torch.no_grad():
         keys = torch.cat([model.key(view_a), model.key(view_b)])
-    model(view_a, view_b)
+    model({"view_a": view_a, "view_b": view_b})
     torch.testing.assert_close(model.queue.keys[:4], keys)
     assert int(model.queue.pointer) == 4
 

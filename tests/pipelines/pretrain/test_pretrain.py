@@ -213,7 +213,7 @@ def test_tracking_server_dying_mid_run_does_not_stop_training(shards, tmp_path, 
 def test_every_model_choice_builds_and_takes_a_step(arch, objective, tmp_path):
     import torch
 
-    from pipelines.pretrain.driver import build_objective
+    from pipelines.pretrain.loop import build_objective
 
     config = load_config(PretrainConfig, ROOT / "configs/pretrain/tiny_cpu.yaml", [
         f"model.arch={arch}", f"model.objective={objective}", "data.frames_per_clip=160",
@@ -221,6 +221,6 @@ def test_every_model_choice_builds_and_takes_a_step(arch, objective, tmp_path):
     ])
     model = build_objective(config).train()
     views = [torch.randn(2, 128, 160) for _ in range(2 if objective == "ssmast" else 1)]
-    loss, stats = model(*views)
+    loss, stats = model(dict(zip(("view_a", "view_b"), views)))  # the batch as the stream gives it
     loss.backward()
     assert torch.isfinite(loss) and stats
