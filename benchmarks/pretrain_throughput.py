@@ -36,8 +36,7 @@ def make_batches(count: int, batch: int, frames: int):
 def plain_loop(config, batches, device: str, warmup: int) -> float:
     import torch
 
-    from mast_core.ssmast import SSMAST, momentum_schedule
-    from pipelines.pretrain.driver import build_objective, learning_rate_factor
+    from pipelines.pretrain.loop import build_objective, learning_rate_factor
 
     torch.set_num_threads(config.run.torch_threads)
     torch.manual_seed(0)
@@ -49,19 +48,18 @@ def plain_loop(config, batches, device: str, warmup: int) -> float:
     use_bf16 = device == "cuda"
     for step, batch in enumerate(batches):
         started = time.perf_counter()
-        view_a, view_b = torch.from_numpy(batch["view_a"]).to(device), torch.from_numpy(batch["view_b"]).to(device)
+        views = {key: torch.from_numpy(batch[key]).to(device) for key in model.views}
         with torch.autocast(device, dtype=torch.bfloat16, enabled=use_bf16):
-            loss, _ = model(view_a, view_b)
+            loss, _ = model(views)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, config.optim.clip_grad)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        if isinstance(model, SSMAST):
-            model.update_teacher(momentum_schedule(step, config.optim.total_steps))
+        model.after_step(step, config.optim.total_steps)
         if device == "cuda":
             torch.cuda.synchronize()
-        rates.append(view_a.shape[0] / (time.perf_counter() - started))
+        rates.append(views["view_a"].shape[0] / (time.perf_counter() - started))
     return statistics.mean(rates[warmup:])
 
 
