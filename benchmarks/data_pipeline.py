@@ -106,8 +106,10 @@ def main() -> None:
 
     base = rows[0][1] / rows[0][3]
     steady_base = (rows[0][1] - rows[0][4]) / (rows[0][3] - rows[0][2])
-    print(f"\ndecode + crop + log-mel, {args.frames} frames, batch {args.batch}, {os.cpu_count()} cores, "
-          f"{len(files)} shard reads ({args.repeat} x the shards)\n")
+    print(
+        f"\ndecode + crop + log-mel, {args.frames} frames, batch {args.batch}, {os.cpu_count()} cores, "
+        f"{len(files)} shard reads ({args.repeat} x the shards)\n"
+    )
     print("| pipeline | clips | first batch (s) | seconds | clips/s | per CPU | per-CPU vs (a) | after first batch: per CPU | vs (a) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, clips, first, seconds, first_clips, cpus in rows:

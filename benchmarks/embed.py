@@ -95,8 +95,10 @@ def main() -> None:
         scratch = Path(scratch)
         (scratch / "audio").mkdir()
         files = write_clips(scratch / "audio", args.clips, args.seconds)
-        print(f"{len(files)} FLAC clips of {args.seconds:g} s; batch {args.batch_size} windows; {args.workers} decode+feature threads; "
-              f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {os.cpu_count()} cores")
+        print(
+            f"{len(files)} FLAC clips of {args.seconds:g} s; batch {args.batch_size} windows; {args.workers} decode+feature threads; "
+            f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {os.cpu_count()} cores"
+        )
         rows = []
         for name in args.models:
             torch.manual_seed(0)
@@ -118,8 +120,9 @@ def main() -> None:
                     best = min(best, time.perf_counter() - started)
                     assert summary["embedded"] == len(files)
                 time.sleep(2)  # let the worker threads' OpenMP teams go idle before the next row
-                rows.append((name, f"{params / 1e6:.1f} M", device, len(files) / best, len(files) * args.seconds / best,
-                             len(files) / encoder))
+                rows.append(
+                    (name, f"{params / 1e6:.1f} M", device, len(files) / best, len(files) * args.seconds / best, len(files) / encoder)
+                )
                 print(f"  {name} on {device}: {len(files) / best:.1f} clips/s", flush=True)
 
     print()

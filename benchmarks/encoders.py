@@ -128,9 +128,11 @@ def main() -> None:
         process.join()
         rows.append(queue.get() if not queue.empty() else {"model": name, "error": f"exit code {process.exitcode}"})
 
-    print(f"\nforward+backward, input 128 x {args.frames}, batch {args.batch}, {args.device}"
-          f"{' bf16' if args.bf16 else ' fp32'}, {args.threads} threads, mean of {args.iters} steps"
-          f" (timm_mvitv2_small built for a {timm_image_side(args.frames)} square image)\n")
+    print(
+        f"\nforward+backward, input 128 x {args.frames}, batch {args.batch}, {args.device}"
+        f"{' bf16' if args.bf16 else ' fp32'}, {args.threads} threads, mean of {args.iters} steps"
+        f" (timm_mvitv2_small built for a {timm_image_side(args.frames)} square image)\n"
+    )
     print("| model | params (M) | ms / step | ms / clip | clips/s | peak MB | time vs first row |")
     print("|---|---|---|---|---|---|---|")
     reference = rows[0].get("seconds")

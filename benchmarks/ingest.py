@@ -64,7 +64,9 @@ def main() -> None:
     print("| clips | written | skipped | shards | seconds | clips/s | audio hours/s |")
     print("|---|---|---|---|---|---|---|")
     rate = report.written / report.seconds
-    print(f"| {args.clips} | {report.written} | {report.skipped} | {report.shards} | {report.seconds:.1f} | {rate:.1f} | {rate * args.seconds / 3600:.3f} |")
+    print(
+        f"| {args.clips} | {report.written} | {report.skipped} | {report.shards} | {report.seconds:.1f} | {rate:.1f} | {rate * args.seconds / 3600:.3f} |"
+    )
 
 
 if __name__ == "__main__":

@@ -27,8 +27,10 @@ def make_batches(count: int, batch: int, frames: int):
 
     rng = np.random.default_rng(0)
     return [
-        {"view_a": rng.standard_normal((batch, 128, frames), dtype=np.float32),
-         "view_b": rng.standard_normal((batch, 128, frames), dtype=np.float32)}
+        {
+            "view_a": rng.standard_normal((batch, 128, frames), dtype=np.float32),
+            "view_b": rng.standard_normal((batch, 128, frames), dtype=np.float32),
+        }
         for _ in range(count)
     ]
 
@@ -43,7 +45,9 @@ def plain_loop(config, batches, device: str, warmup: int) -> float:
     model = build_objective(config).to(device).train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: learning_rate_factor(s, config.optim.warmup_steps, config.optim.total_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: learning_rate_factor(s, config.optim.warmup_steps, config.optim.total_steps)
+    )
     rates = []
     use_bf16 = device == "cuda"
     for step, batch in enumerate(batches):
@@ -83,13 +87,28 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="mast-throughput-"))
     batches = make_batches(args.steps, args.batch, args.frames)
-    config = load_config(PretrainConfig, None, [
-        "run.name=throughput", f"run.storage={work / 'runs'}", "run.num_workers=1", f"run.torch_threads={args.threads}",
-        f"run.cpus_per_worker={args.threads}", f"run.use_gpu={'true' if args.device == 'cuda' else 'false'}",
-        f"run.checkpoint_every={args.steps}", "run.log_every=10", f"model.arch={args.arch}", "objective.queue_size=4096",
-        f"optim.total_steps={args.steps}", f"optim.batch_size={args.batch}", "optim.warmup_steps=5",
-        f"data.frames_per_clip={args.frames}", "data.shuffle_buffer=0", f"data.sources=[{{path: '{work}'}}]",
-    ])
+    config = load_config(
+        PretrainConfig,
+        None,
+        [
+            "run.name=throughput",
+            f"run.storage={work / 'runs'}",
+            "run.num_workers=1",
+            f"run.torch_threads={args.threads}",
+            f"run.cpus_per_worker={args.threads}",
+            f"run.use_gpu={'true' if args.device == 'cuda' else 'false'}",
+            f"run.checkpoint_every={args.steps}",
+            "run.log_every=10",
+            f"model.arch={args.arch}",
+            "objective.queue_size=4096",
+            f"optim.total_steps={args.steps}",
+            f"optim.batch_size={args.batch}",
+            "optim.warmup_steps=5",
+            f"data.frames_per_clip={args.frames}",
+            "data.shuffle_buffer=0",
+            f"data.sources=[{{path: '{work}'}}]",
+        ],
+    )
     print("plain PyTorch loop ...", file=sys.stderr, flush=True)
     plain_before = plain_loop(config, batches, args.device, args.warmup)
 
@@ -102,21 +121,25 @@ def main() -> None:
     result = pretrain(config, tracking, dataset=dataset, stats=(0.0, 0.5))
     wall = time.perf_counter() - started
     history = sorted(MlflowClient(tracking).get_metric_history(result["run_id"], "samples_per_s"), key=lambda m: m.step)
-    ray_rate = statistics.mean(m.value for m in history[args.warmup:])
+    ray_rate = statistics.mean(m.value for m in history[args.warmup :])
     # The plain loop again, after the Ray job, with Ray still up: its daemons share the CPUs in
     # both measurements, and averaging before/after cancels slow drifts of a noisy machine.
     print("plain PyTorch loop again ...", file=sys.stderr, flush=True)
     plain_after = plain_loop(config, batches, args.device, args.warmup)
     plain = (plain_before + plain_after) / 2
 
-    print(f"\nSS-MAST {args.arch}, {args.frames} frames, batch {args.batch}, {args.threads} threads, {args.device}, "
-          f"{args.steps} steps (first {args.warmup} excluded)\n")
+    print(
+        f"\nSS-MAST {args.arch}, {args.frames} frames, batch {args.batch}, {args.threads} threads, {args.device}, "
+        f"{args.steps} steps (first {args.warmup} excluded)\n"
+    )
     print("| loop | samples/s | vs plain |")
     print("|---|---|---|")
     print(f"| plain PyTorch, single process (mean of {plain_before:.1f} before and {plain_after:.1f} after) | {plain:.1f} | 1.00 |")
     print(f"| Ray Train job (1 worker, Ray Data, checkpoints, MLflow) | {ray_rate:.1f} | {ray_rate / plain:.2f} |")
-    print(f"\nRay overhead in steady state: {100 * (1 - ray_rate / plain):.1f} %; "
-          f"the whole job took {wall:.1f} s including Ray Train start-up and the final export.")
+    print(
+        f"\nRay overhead in steady state: {100 * (1 - ray_rate / plain):.1f} %; "
+        f"the whole job took {wall:.1f} s including Ray Train start-up and the final export."
+    )
 
 
 if __name__ == "__main__":

@@ -85,15 +85,21 @@ def main() -> None:
 
     print("sweep with the cache ...", file=sys.stderr, flush=True)
     started = time.perf_counter()
-    summary = run_sweep(task, encoder, space, storage=work / "tune", tracking_uri=f"sqlite:///{work / 'mlflow.db'}",
-                        progress=lambda line: None)
+    summary = run_sweep(
+        task, encoder, space, storage=work / "tune", tracking_uri=f"sqlite:///{work / 'mlflow.db'}", progress=lambda line: None
+    )
     with_cache = time.perf_counter() - started
 
     print("sweep that embeds in every trial ...", file=sys.stderr, flush=True)
 
     def trial_without_cache(config):
-        path, _ = embed_task(task.shards, encoder, frames, progress=lambda line: None,
-                             target=work / "scratch" / f"{tune.get_context().get_trial_id()}.parquet")
+        path, _ = embed_task(
+            task.shards,
+            encoder,
+            frames,
+            progress=lambda line: None,
+            target=work / "scratch" / f"{tune.get_context().get_trial_id()}.parquet",
+        )
         selection, _ = split_rounds(task, load_embeddings(path))
         probe = fit_linear_probe(*selection[0]["train"], *selection[0]["validation"], probe_settings(config))
         tune.report({"val_accuracy": probe.val_accuracy})

@@ -46,7 +46,7 @@ def clip_features(waves: list[np.ndarray], rate: int) -> np.ndarray:
         by_length.setdefault(wave.size, []).append(i)
     for indices in by_length.values():
         for start in range(0, len(indices), 256):
-            batch = indices[start: start + 256]
+            batch = indices[start : start + 256]
             spec = log_mel(torch.from_numpy(np.stack([waves[i] for i in batch])), sample_rate=rate)
             out[batch, :128] = spec.mean(2).numpy()
             out[batch, 128:256] = spec.std(2).numpy()
@@ -62,8 +62,11 @@ def dataset_features(dataset: str, root: str, **options) -> tuple[dict[str, np.n
     features = clip_features(waves, 16000)
     splits = np.asarray([record.split for record in layout.records])
     labels = np.asarray([index[record.labels[0]] for record in layout.records])
-    return ({s: features[splits == s] for s in ("train", "validation", "test")},
-            {s: labels[splits == s] for s in ("train", "validation", "test")}, len(layout.vocabulary))
+    return (
+        {s: features[splits == s] for s in ("train", "validation", "test")},
+        {s: labels[splits == s] for s in ("train", "validation", "test")},
+        len(layout.vocabulary),
+    )
 
 
 def fit_probe(x: torch.Tensor, y: torch.Tensor, classes: int, decay: float) -> torch.nn.Linear:
@@ -113,11 +116,19 @@ def cnn_accuracy(dataset: str, root: str, frames: int, epochs: int, **options) -
     y = {s: torch.tensor(v) for s, v in labels.items()}
 
     def block(cin: int, cout: int) -> torch.nn.Sequential:
-        return torch.nn.Sequential(torch.nn.Conv2d(cin, cout, 3, padding=1), torch.nn.BatchNorm2d(cout), torch.nn.ReLU(),
-                                   torch.nn.MaxPool2d(2))
+        return torch.nn.Sequential(
+            torch.nn.Conv2d(cin, cout, 3, padding=1), torch.nn.BatchNorm2d(cout), torch.nn.ReLU(), torch.nn.MaxPool2d(2)
+        )
 
-    net = torch.nn.Sequential(block(1, 16), block(16, 32), block(32, 64), block(64, 64), torch.nn.AdaptiveAvgPool2d(1),
-                              torch.nn.Flatten(), torch.nn.Linear(64, len(index)))
+    net = torch.nn.Sequential(
+        block(1, 16),
+        block(16, 32),
+        block(32, 64),
+        block(64, 64),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(64, len(index)),
+    )
     steps = (len(y["train"]) + 31) // 32
     optimizer = torch.optim.Adam(net.parameters(), 2e-3)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 2e-3, total_steps=epochs * steps)
@@ -126,7 +137,7 @@ def cnn_accuracy(dataset: str, root: str, frames: int, epochs: int, **options) -
         net.train()
         order = torch.randperm(len(y["train"]))
         for start in range(0, len(order), 32):
-            batch = order[start: start + 32]
+            batch = order[start : start + 32]
             loss = torch.nn.functional.cross_entropy(net(x["train"][batch]), y["train"][batch])
             optimizer.zero_grad()
             loss.backward()
@@ -134,8 +145,10 @@ def cnn_accuracy(dataset: str, root: str, frames: int, epochs: int, **options) -
             schedule.step()
         net.eval()
         with torch.no_grad():
-            accuracy = {s: float((torch.cat([net(x[s][i: i + 256]) for i in range(0, len(y[s]), 256)]).argmax(1) == y[s])
-                                 .float().mean()) for s in ("validation", "test")}
+            accuracy = {
+                s: float((torch.cat([net(x[s][i : i + 256]) for i in range(0, len(y[s]), 256)]).argmax(1) == y[s]).float().mean())
+                for s in ("validation", "test")
+            }
         best = max(best, (accuracy["validation"], accuracy["test"]))
     return {"validation": best[0], "test": best[1]}
 
@@ -154,18 +167,25 @@ def main() -> None:
     parser.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, from {', '.join(TASKS)} (default all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--reuse", action="store_true", help="keep an earlier synthesis in --work (no timing then)")
-    parser.add_argument("--cnn-epochs", type=int, default=0,
-                        help="also train a small CNN from scratch for this many epochs per dataset (learnability; "
-                             "minutes on 2 cores; default 0 = off)")
+    parser.add_argument(
+        "--cnn-epochs",
+        type=int,
+        default=0,
+        help="also train a small CNN from scratch for this many epochs per dataset (learnability; minutes on 2 cores; default 0 = off)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
 
     settings = SynthSettings(
         tasks=tuple(t.strip() for t in args.tasks.split(",") if t.strip()),
-        instruments_per_family=args.instruments_per_family, notes_per_instrument=args.notes_per_instrument,
-        keyword_speakers=args.keyword_speakers, clips_per_word=args.clips_per_word,
-        language_speakers=args.language_speakers, clips_per_speaker=args.clips_per_speaker,
-        seed=args.seed, workers=args.workers,
+        instruments_per_family=args.instruments_per_family,
+        notes_per_instrument=args.notes_per_instrument,
+        keyword_speakers=args.keyword_speakers,
+        clips_per_word=args.clips_per_word,
+        language_speakers=args.language_speakers,
+        clips_per_speaker=args.clips_per_speaker,
+        seed=args.seed,
+        workers=args.workers,
     )
     if not args.reuse:
         shutil.rmtree(args.work, ignore_errors=True)
@@ -192,11 +212,15 @@ def main() -> None:
             print(f"{name}: CNN ({args.cnn_epochs} epochs) in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         rows.append((title, info, probe, chance, classes))
 
-    print(f"\n`mast synth` at {args.workers} workers, seed {args.seed} (wall {wall:.1f} s for everything, "
-          f"{'reused' if any(r[1]['reused'] for r in rows) else 'fresh'})\n")
+    print(
+        f"\n`mast synth` at {args.workers} workers, seed {args.seed} (wall {wall:.1f} s for everything, "
+        f"{'reused' if any(r[1]['reused'] for r in rows) else 'fresh'})\n"
+    )
     cnn = args.cnn_epochs > 0
-    print("| dataset | clips (train/val/test) | speakers / instruments | synthesis s | clips/s | probe train | probe val "
-          f"| probe test |{' CNN test |' if cnn else ''} chance |")
+    print(
+        "| dataset | clips (train/val/test) | speakers / instruments | synthesis s | clips/s | probe train | probe val "
+        f"| probe test |{' CNN test |' if cnn else ''} chance |"
+    )
     print("|---|---|---|---|---|---|---|---|" + ("---|" if cnn else "") + "---|")
     for title, info, probe, chance, _classes in rows:
         split = info["per_split"]
@@ -204,16 +228,23 @@ def main() -> None:
             f"| {title} | {info['clips']} ({split.get('train', 0)}/{split.get('validation', 0)}/{split.get('test', 0)}) "
             f"| {info['speakers']} | {info['seconds']:.1f} | {info['clips'] / info['seconds']:.0f} "
             f"| {100 * probe['train']:.1f} % | {100 * probe['validation']:.1f} % | {100 * probe['test']:.1f} % "
-            + (f"| {100 * probe['cnn']:.1f} % " if cnn else "") + f"| {100 * chance:.1f} % |"
+            + (f"| {100 * probe['cnn']:.1f} % " if cnn else "")
+            + f"| {100 * chance:.1f} % |"
         )
     total = sum(r[1]["clips"] for r in rows)
-    print(f"\noverall: {total} clips in {sum(r[1]['seconds'] for r in rows):.1f} s of synthesis "
-          f"= {total / sum(r[1]['seconds'] for r in rows):.0f} clips/s (noise banks included)")
-    print("probe: logistic regression on per-mel-bin log-mel mean + std, duration, RMS (258 features), "
-          f"L2 from {DECAYS} chosen on validation; test speakers / instruments unseen in training")
+    print(
+        f"\noverall: {total} clips in {sum(r[1]['seconds'] for r in rows):.1f} s of synthesis "
+        f"= {total / sum(r[1]['seconds'] for r in rows):.0f} clips/s (noise banks included)"
+    )
+    print(
+        "probe: logistic regression on per-mel-bin log-mel mean + std, duration, RMS (258 features), "
+        f"L2 from {DECAYS} chosen on validation; test speakers / instruments unseen in training"
+    )
     if cnn:
-        print(f"CNN: 4 conv blocks (16-32-64-64) + linear, from scratch, Adam one-cycle 2e-3, {args.cnn_epochs} epochs, "
-              "test accuracy at the best validation epoch")
+        print(
+            f"CNN: 4 conv blocks (16-32-64-64) + linear, from scratch, Adam one-cycle 2e-3, {args.cnn_epochs} epochs, "
+            "test accuracy at the best validation epoch"
+        )
 
 
 if __name__ == "__main__":

@@ -144,18 +144,13 @@ class AST(Encoder):
     ) -> None:
         super().__init__()
         if embed_dim <= 0 or depth <= 0 or num_heads <= 0:
-            raise ValueError(
-                f"embed_dim, depth and num_heads must be positive, got {embed_dim}, {depth}, {num_heads}"
-            )
+            raise ValueError(f"embed_dim, depth and num_heads must be positive, got {embed_dim}, {depth}, {num_heads}")
         if embed_dim % num_heads != 0:
             raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
         if patch_size <= 0 or patch_stride <= 0:
             raise ValueError(f"patch_size and patch_stride must be positive, got {patch_size}, {patch_stride}")
         if num_mel_bins < patch_size or max_frames < patch_size:
-            raise ValueError(
-                f"num_mel_bins ({num_mel_bins}) and max_frames ({max_frames}) must be at least "
-                f"patch_size ({patch_size})"
-            )
+            raise ValueError(f"num_mel_bins ({num_mel_bins}) and max_frames ({max_frames}) must be at least patch_size ({patch_size})")
         if not 0.0 <= drop_path_rate < 1.0:
             raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
         self.embed_dim = embed_dim
@@ -228,9 +223,7 @@ class AST(Encoder):
         if num_time <= self.max_time_patches:
             return self.grid_pos_embed[..., :num_time]
         # Linear in time only: the frequency axis always has exactly the stored size.
-        return F.interpolate(
-            self.grid_pos_embed, size=(self.num_freq_patches, num_time), mode="bilinear", align_corners=False
-        )
+        return F.interpolate(self.grid_pos_embed, size=(self.num_freq_patches, num_time), mode="bilinear", align_corners=False)
 
     def _batch_positions(self, num_time: int, valid_columns: torch.Tensor | None) -> torch.Tensor:
         """Position grid for the batch, ``(1 or B, D, F, num_time)``.
@@ -241,10 +234,7 @@ class AST(Encoder):
         """
         if valid_columns is None or num_time <= self.max_time_patches:
             return self.positions_for(num_time)
-        tables = {
-            columns: F.pad(self.positions_for(columns), (0, num_time - columns))
-            for columns in valid_columns.unique().tolist()
-        }
+        tables = {columns: F.pad(self.positions_for(columns), (0, num_time - columns)) for columns in valid_columns.unique().tolist()}
         return torch.cat([tables[columns] for columns in valid_columns.tolist()])
 
     def forward_tokens(
@@ -353,9 +343,7 @@ _BLOCK_KEY = re.compile(r"^blocks\.(\d+)\.(.+)$")
 # Block parameters that are copied unchanged (identical names and layout in timm and here).
 # A tuple, not a set: a shape mismatch should always be reported on the same (first) key.
 _BLOCK_COPIED = tuple(
-    f"{module}.{kind}"
-    for module in ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2")
-    for kind in ("weight", "bias")
+    f"{module}.{kind}" for module in ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2") for kind in ("weight", "bias")
 )
 
 
@@ -376,9 +364,7 @@ def _source_prefix_positions(state_dict: dict[str, torch.Tensor]) -> tuple[int, 
     )
 
 
-def adapt_imagenet_state_dict(
-    state_dict: dict[str, torch.Tensor], model: AST
-) -> tuple[dict[str, torch.Tensor], list[str]]:
+def adapt_imagenet_state_dict(state_dict: dict[str, torch.Tensor], model: AST) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Map a timm ViT / DeiT ImageNet state dict onto ``model``'s parameter names and shapes.
 
     - Stem: RGB kernels summed to one input channel (a grey image in all three channels gives the
@@ -446,14 +432,10 @@ def adapt_imagenet_state_dict(
             cls_pos = pos[:, :1]
         put("cls_pos_embed", cls_pos, "pos_embed")
         image = pos[:, prefix:].transpose(1, 2).reshape(1, pos.shape[-1], side, side)
-        grid = F.interpolate(
-            image, size=(model.num_freq_patches, model.max_time_patches), mode="bilinear", align_corners=False
-        )
+        grid = F.interpolate(image, size=(model.num_freq_patches, model.max_time_patches), mode="bilinear", align_corners=False)
         put("grid_pos_embed", grid, "pos_embed")
 
-    source_depth = 1 + max(
-        (int(match.group(1)) for key in state_dict if (match := _BLOCK_KEY.match(key))), default=-1
-    )
+    source_depth = 1 + max((int(match.group(1)) for key in state_dict if (match := _BLOCK_KEY.match(key))), default=-1)
     if source_depth != model.depth:
         raise ValueError(
             f"depth mismatch: source has {source_depth} blocks (blocks.0 .. blocks.{source_depth - 1}), "

@@ -92,9 +92,7 @@ def read_audio(
     first = int(round(start * info.samplerate))
     wanted = info.frames - first if duration is None else int(round(duration * info.samplerate))
     if first < 0 or wanted <= 0 or first + wanted > info.frames:
-        raise AudioError(
-            "out of range", f"{name}: [{start:g} s, +{duration} s] is outside its {seconds:.2f} s"
-        )
+        raise AudioError("out of range", f"{name}: [{start:g} s, +{duration} s] is outside its {seconds:.2f} s")
     try:
         data, _ = sf.read(handle, start=first, frames=wanted, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as error:

@@ -116,9 +116,7 @@ class LogMixupExp:
         _check_batch(batch, "LogMixupExp")
         batch_size, mel_bins, frames = batch.shape
         if self._memory and self._memory[0].shape[0] != mel_bins:
-            raise ValueError(
-                f"LogMixupExp memory holds clips with {self._memory[0].shape[0]} mel bins, got a batch with {mel_bins}"
-            )
+            raise ValueError(f"LogMixupExp memory holds clips with {self._memory[0].shape[0]} mel bins, got a batch with {mel_bins}")
         if not self._memory or batch_size == 0:
             mixed = batch.clone()
         else:

@@ -201,7 +201,9 @@ def resolve_checkpoint(source: str | Path, tracking_uri: str | None = None) -> P
             raise CheckpointError(f"{path}: is a file; expected an exported encoder folder ({WEIGHTS_FILE} + {CONFIG_FILE})")
         path = path.parent
     if not path.is_dir():
-        raise CheckpointError(f"{path}: checkpoint folder not found (expected a folder with {WEIGHTS_FILE} + {CONFIG_FILE}, or an MLflow URI)")
+        raise CheckpointError(
+            f"{path}: checkpoint folder not found (expected a folder with {WEIGHTS_FILE} + {CONFIG_FILE}, or an MLflow URI)"
+        )
     return path
 
 

@@ -298,8 +298,10 @@ class Embedder:
             out.clip.shape           # (2, D)
         """
         if isinstance(waves, (torch.Tensor, np.ndarray)) and waves.ndim != 2:
-            raise ValueError(f"a tensor of clips must be (batch, num_samples), got shape {tuple(waves.shape)}; "
-                             "pass a list for clips of different lengths")
+            raise ValueError(
+                f"a tensor of clips must be (batch, num_samples), got shape {tuple(waves.shape)}; "
+                "pass a list for clips of different lengths"
+            )
         specs = [self.spectrogram(wave, sample_rate=sample_rate, index=index) for index, wave in enumerate(waves)]
         return self.embed_spectrograms(specs, frames=frames)
 
@@ -307,8 +309,10 @@ class Embedder:
         """Embed clips given as :meth:`spectrogram` outputs (normalised log-mel ``(mel, T)``, T >= 16)."""
         for index, spec in enumerate(specs):
             if spec.dim() != 2 or spec.shape[0] != self.features.num_mel_bins or spec.shape[1] < self.patch_size:
-                raise ValueError(f"clip {index}: expected features ({self.features.num_mel_bins}, >= {self.patch_size} frames), "
-                                 f"got shape {tuple(spec.shape)}")
+                raise ValueError(
+                    f"clip {index}: expected features ({self.features.num_mel_bins}, >= {self.patch_size} frames), "
+                    f"got shape {tuple(spec.shape)}"
+                )
         with torch.no_grad():
             return self._embed_features([spec.to(self.device) for spec in specs], frames)
 
@@ -389,4 +393,3 @@ def embed(
     """
     embedder = Embedder(model, features, batch_size=batch_size, window_frames=window_frames)
     return embedder.embed(waves, sample_rate=sample_rate, frames=frames)
-

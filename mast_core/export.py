@@ -112,12 +112,14 @@ def export_onnx(
             verbose=False,
             **kwargs,
         )
-    program.model.metadata_props.update({
-        "mast.arch": encoder.arch,
-        "mast.model": json.dumps(encoder.config()),
-        "mast.features": json.dumps(asdict(features or FeatureSettings())),
-        "mast.min_frames": str(low),
-        "mast.max_frames": "" if high is None else str(high),
-    })
+    program.model.metadata_props.update(
+        {
+            "mast.arch": encoder.arch,
+            "mast.model": json.dumps(encoder.config()),
+            "mast.features": json.dumps(asdict(features or FeatureSettings())),
+            "mast.min_frames": str(low),
+            "mast.max_frames": "" if high is None else str(high),
+        }
+    )
     program.save(str(path))
     return path

@@ -78,17 +78,13 @@ def num_frames(num_samples: int, sample_rate: int = SAMPLE_RATE) -> int:
 
 
 @functools.lru_cache(maxsize=32)
-def _mel_banks(
-    num_mel_bins: int, fft_size: int, sample_rate: int, device: torch.device, dtype: torch.dtype
-) -> torch.Tensor:
+def _mel_banks(num_mel_bins: int, fft_size: int, sample_rate: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """Kaldi's triangular mel filters, ``(num_mel_bins, fft_size // 2 + 1)``, cached per device/dtype.
 
     Cached because building them on the host and copying to the GPU on every batch would cost
     more than the filterbank product itself. Callers must not modify the returned tensor.
     """
-    banks, _ = kaldi.get_mel_banks(
-        num_mel_bins, fft_size, float(sample_rate), _LOW_FREQ, _HIGH_FREQ, _VTLN_LOW, _VTLN_HIGH, 1.0
-    )
+    banks, _ = kaldi.get_mel_banks(num_mel_bins, fft_size, float(sample_rate), _LOW_FREQ, _HIGH_FREQ, _VTLN_LOW, _VTLN_HIGH, 1.0)
     # kaldi's banks stop below Nyquist; the extra zero column lines them up with the rfft bins.
     banks = F.pad(banks, (0, 1))
     return banks.to(device=device, dtype=dtype)
@@ -100,9 +96,7 @@ def _hann_window(length: int, device: torch.device, dtype: torch.dtype) -> torch
     return torch.hann_window(length, periodic=False, device=device, dtype=dtype)
 
 
-def log_mel(
-    waveform: torch.Tensor, sample_rate: int = SAMPLE_RATE, num_mel_bins: int = NUM_MEL_BINS
-) -> torch.Tensor:
+def log_mel(waveform: torch.Tensor, sample_rate: int = SAMPLE_RATE, num_mel_bins: int = NUM_MEL_BINS) -> torch.Tensor:
     """Kaldi-compatible log-mel filterbank of one clip ``(N,)`` or a batch ``(B, N)``.
 
     Returns ``(num_mel_bins, T)`` or ``(B, num_mel_bins, T)``: mel bins first, frames second,

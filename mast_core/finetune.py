@@ -30,17 +30,17 @@ from .contracts import Encoder
 class FinetuneSettings:
     """Hyperparameters of one fine-tuning run (the keys a fine-tune search space may set)."""
 
-    lr: float = 1e-3             # the head's learning rate
-    encoder_lr: float = 1e-4     # the top encoder layer's learning rate
-    layer_decay: float = 1.0     # 1 disables layer-wise decay
+    lr: float = 1e-3  # the head's learning rate
+    encoder_lr: float = 1e-4  # the top encoder layer's learning rate
+    layer_decay: float = 1.0  # 1 disables layer-wise decay
     weight_decay: float = 1e-4
     batch_size: int = 32
     max_epochs: int = 20
     warmup_epochs: int = 1
-    patience: int = 5            # epochs without a better validation accuracy before stopping
+    patience: int = 5  # epochs without a better validation accuracy before stopping
     dropout: float = 0.0
-    mixup_ratio: float = 0.0     # log-mixup-exp strength on the training clips (0 disables)
-    freq_mask: int = 0           # SpecAugment mask widths in bins / frames (0 disables)
+    mixup_ratio: float = 0.0  # log-mixup-exp strength on the training clips (0 disables)
+    freq_mask: int = 0  # SpecAugment mask widths in bins / frames (0 disables)
     time_mask: int = 0
     seed: int = 0
 

@@ -115,9 +115,7 @@ def _check_audio(audio: torch.Tensor | np.ndarray, model: HearModel, sample_rate
     return audio
 
 
-def get_scene_embeddings(
-    audio: torch.Tensor, model: HearModel, *, sample_rate: int | None = None
-) -> torch.Tensor:
+def get_scene_embeddings(audio: torch.Tensor, model: HearModel, *, sample_rate: int | None = None) -> torch.Tensor:
     """``(n_sounds, model.scene_embedding_size)`` float32: one embedding per sound.
 
     Example::
@@ -129,9 +127,7 @@ def get_scene_embeddings(
     return clip.to(audio.device)
 
 
-def get_timestamp_embeddings(
-    audio: torch.Tensor, model: HearModel, *, sample_rate: int | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
+def get_timestamp_embeddings(audio: torch.Tensor, model: HearModel, *, sample_rate: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(embeddings (n_sounds, n_timestamps, D), timestamps (n_sounds, n_timestamps))``, float32.
 
     Timestamps are the centres of each embedding's time span, in milliseconds.

@@ -105,8 +105,7 @@ def check_spectrogram(
         raise ValueError(f"lengths must be an integer tensor of frame counts, got dtype {lengths.dtype}")
     if lengths.numel() and (int(lengths.min()) < min_frames or int(lengths.max()) > spec.shape[2]):
         raise ValueError(
-            f"every length must be in [{min_frames}, {spec.shape[2]}] (one patch up to the padded "
-            f"frame count), got {lengths.tolist()}"
+            f"every length must be in [{min_frames}, {spec.shape[2]}] (one patch up to the padded frame count), got {lengths.tolist()}"
         )
 
 

@@ -111,18 +111,14 @@ class MultiScalePoolingAttention(nn.Module):
         self.proj = nn.Linear(dim_out, dim_out)
 
         def depthwise(stride: int) -> nn.Conv2d:
-            return nn.Conv2d(
-                self.head_dim, self.head_dim, POOL_KERNEL, stride, POOL_PADDING, groups=self.head_dim, bias=False
-            )
+            return nn.Conv2d(self.head_dim, self.head_dim, POOL_KERNEL, stride, POOL_PADDING, groups=self.head_dim, bias=False)
 
         self.pool_q, self.norm_q = depthwise(stride_q), layer_norm(self.head_dim)
         self.pool_k, self.norm_k = depthwise(stride_kv), layer_norm(self.head_dim)
         self.pool_v, self.norm_v = depthwise(stride_kv), layer_norm(self.head_dim)
 
         q_grid, k_grid = pooled_grid(input_grid, stride_q), pooled_grid(input_grid, stride_kv)
-        self.max_distance = tuple(
-            self._max_distance(q_grid[axis], k_grid[axis]) for axis in range(2)
-        )  # (freq, time)
+        self.max_distance = tuple(self._max_distance(q_grid[axis], k_grid[axis]) for axis in range(2))  # (freq, time)
         self.rel_pos_freq = nn.Parameter(torch.zeros(2 * self.max_distance[0] + 1, self.head_dim))
         self.rel_pos_time = nn.Parameter(torch.zeros(2 * self.max_distance[1] + 1, self.head_dim))
         nn.init.trunc_normal_(self.rel_pos_freq, std=0.02)
@@ -132,9 +128,7 @@ class MultiScalePoolingAttention(nn.Module):
         finer = min(self.stride_q, self.stride_kv)
         return max((num_query - 1) * (self.stride_q // finer), (num_key - 1) * (self.stride_kv // finer))
 
-    def _pool(
-        self, x: torch.Tensor, grid: Grid, pool: nn.Conv2d, norm: nn.LayerNorm
-    ) -> tuple[torch.Tensor, Grid]:
+    def _pool(self, x: torch.Tensor, grid: Grid, pool: nn.Conv2d, norm: nn.LayerNorm) -> tuple[torch.Tensor, Grid]:
         batch, heads, _, dim = x.shape
         x = x.transpose(2, 3).reshape(batch * heads, dim, *grid)
         x = pool(x)
@@ -144,21 +138,15 @@ class MultiScalePoolingAttention(nn.Module):
 
     def _relative_bias(self, q: torch.Tensor, q_grid: Grid, k_grid: Grid) -> torch.Tensor:
         batch, heads, _, dim = q.shape
-        index_f = relative_distance_index(
-            q_grid[0], k_grid[0], self.stride_q, self.stride_kv, self.max_distance[0], q.device
-        )
-        index_t = relative_distance_index(
-            q_grid[1], k_grid[1], self.stride_q, self.stride_kv, self.max_distance[1], q.device
-        )
+        index_f = relative_distance_index(q_grid[0], k_grid[0], self.stride_q, self.stride_kv, self.max_distance[0], q.device)
+        index_t = relative_distance_index(q_grid[1], k_grid[1], self.stride_q, self.stride_kv, self.max_distance[1], q.device)
         q_image = q.reshape(batch, heads, q_grid[0], q_grid[1], dim)
         bias_f = torch.einsum("bhftd,fkd->bhftk", q_image, self.rel_pos_freq[index_f].to(q.dtype))
         bias_t = torch.einsum("bhftd,tkd->bhftk", q_image, self.rel_pos_time[index_t].to(q.dtype))
         bias = bias_f[..., :, None] + bias_t[..., None, :]  # (B, H, Fq, Tq, Fk, Tk)
         return bias.reshape(batch, heads, q_grid[0] * q_grid[1], k_grid[0] * k_grid[1])
 
-    def forward(
-        self, x: torch.Tensor, grid: Grid, valid: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, Grid, torch.Tensor | None]:
+    def forward(self, x: torch.Tensor, grid: Grid, valid: torch.Tensor | None = None) -> tuple[torch.Tensor, Grid, torch.Tensor | None]:
         """x: (B, F*T, dim) tokens on ``grid``; ``valid``: (B,) valid time columns or None."""
         batch, num_tokens, _ = x.shape
         qkv = self.qkv(x)
@@ -202,9 +190,7 @@ class MultiScaleBlock(nn.Module):
         super().__init__()
         self.norm1 = layer_norm(dim)
         self.shortcut_proj_attn = nn.Linear(dim, dim_out) if dim != dim_out else None
-        self.shortcut_pool_attn = (
-            nn.MaxPool2d(POOL_KERNEL, stride_q, POOL_PADDING) if stride_q > 1 else None
-        )
+        self.shortcut_pool_attn = nn.MaxPool2d(POOL_KERNEL, stride_q, POOL_PADDING) if stride_q > 1 else None
         self.attn = MultiScalePoolingAttention(dim, dim_out, num_heads, input_grid, stride_q, stride_kv, qkv_bias)
         self.drop_path = DropPath(drop_path)
         self.norm2 = layer_norm(dim_out)
@@ -227,9 +213,7 @@ class MultiScaleBlock(nn.Module):
             image = image.masked_fill(~column_mask(new_valid, image.shape[3])[:, None, None, :], 0.0)
         return image.flatten(2).transpose(1, 2)
 
-    def forward(
-        self, x: torch.Tensor, grid: Grid, valid: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, Grid, torch.Tensor | None]:
+    def forward(self, x: torch.Tensor, grid: Grid, valid: torch.Tensor | None = None) -> tuple[torch.Tensor, Grid, torch.Tensor | None]:
         x_norm = self.norm1(x)
         shortcut = self._shortcut(x, x_norm, grid, valid)
         attended, grid, valid = self.attn(x_norm, grid, valid)
@@ -245,9 +229,7 @@ class MASTStage(nn.Module):
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
 
-    def forward(
-        self, x: torch.Tensor, grid: Grid, valid: torch.Tensor | None
-    ) -> tuple[torch.Tensor, Grid, torch.Tensor | None]:
+    def forward(self, x: torch.Tensor, grid: Grid, valid: torch.Tensor | None) -> tuple[torch.Tensor, Grid, torch.Tensor | None]:
         for block in self.blocks:
             x, grid, valid = block(x, grid, valid)
         return x, grid, valid
@@ -282,9 +264,17 @@ class MAST(Encoder):
         if num_mel_bins < patch_size or max_frames < patch_size:
             raise ValueError(f"num_mel_bins ({num_mel_bins}) and max_frames ({max_frames}) must be >= patch_size ({patch_size})")
         self._config = dict(
-            embed_dim=embed_dim, depths=list(depths), num_heads=num_heads, mlp_ratio=mlp_ratio,
-            patch_size=patch_size, patch_stride=patch_stride, num_mel_bins=num_mel_bins,
-            max_frames=max_frames, kv_stride=kv_stride, qkv_bias=qkv_bias, drop_path_rate=drop_path_rate,
+            embed_dim=embed_dim,
+            depths=list(depths),
+            num_heads=num_heads,
+            mlp_ratio=mlp_ratio,
+            patch_size=patch_size,
+            patch_stride=patch_stride,
+            num_mel_bins=num_mel_bins,
+            max_frames=max_frames,
+            kv_stride=kv_stride,
+            qkv_bias=qkv_bias,
+            drop_path_rate=drop_path_rate,
         )
         self.patch_size = patch_size
         self.patch_stride = patch_stride
@@ -306,9 +296,7 @@ class MAST(Encoder):
                     dim_out, heads = dim * 2, heads * 2
                 else:
                     dim_out = dim
-                blocks.append(
-                    MultiScaleBlock(dim, dim_out, heads, grid, stride_q, stride_kv, mlp_ratio, drop_rates[block_index], qkv_bias)
-                )
+                blocks.append(MultiScaleBlock(dim, dim_out, heads, grid, stride_q, stride_kv, mlp_ratio, drop_rates[block_index], qkv_bias))
                 grid = pooled_grid(grid, stride_q)
                 dim, block_index = dim_out, block_index + 1
             stages.append(MASTStage(blocks))

@@ -41,4 +41,3 @@ def drop_time_columns(grid: torch.Tensor, rate: float, generator: torch.Generato
     index = scores.topk(keep, dim=1).indices.sort(dim=1).values  # (B, keep)
     index = index[:, None, None, :].expand(batch, channels, freq, keep)
     return grid.gather(3, index)
-

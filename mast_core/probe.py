@@ -27,7 +27,7 @@ class ProbeSettings:
     weight_decay: float = 1e-4
     batch_size: int = 256
     max_epochs: int = 100
-    patience: int = 10       # epochs without a better validation accuracy before stopping
+    patience: int = 10  # epochs without a better validation accuracy before stopping
     dropout: float = 0.0
     seed: int = 0
 

@@ -56,8 +56,7 @@ def cluster_mask(
         raise ValueError(f"grid must be non-empty, got {num_freq} x {num_time}")
     if not 0 < num_masked < num_patches:
         raise ValueError(
-            f"num_masked must be in [1, {num_patches - 1}] for a {num_freq} x {num_time} grid "
-            f"({num_patches} patches), got {num_masked}"
+            f"num_masked must be in [1, {num_patches - 1}] for a {num_freq} x {num_time} grid ({num_patches} patches), got {num_masked}"
         )
     if cluster_factor < 1:
         raise ValueError(f"cluster_factor must be >= 1, got {cluster_factor}")
@@ -146,13 +145,9 @@ class SSAST(Objective):
 
     def masks(self, batch: int, num_freq: int, num_time: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """One :func:`cluster_mask` per clip, stacked to a ``(batch, num_freq * num_time)`` bool tensor."""
-        return torch.stack(
-            [cluster_mask(num_freq, num_time, self.num_masked, self.cluster_factor, generator) for _ in range(batch)]
-        )
+        return torch.stack([cluster_mask(num_freq, num_time, self.num_masked, self.cluster_factor, generator) for _ in range(batch)])
 
-    def loss(
-        self, spec: torch.Tensor, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, spec: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         """Masked-patch loss for an equal-length batch ``spec`` of shape ``(B, n_mels, frames)``.
 
         ``generator`` drives the masks (a CPU generator is cheapest: the masks are built patch by

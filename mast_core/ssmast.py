@@ -81,9 +81,7 @@ class CrossContrastiveLoss(nn.Module):
             raise ValueError(f"temperature must be positive, got {temperature}")
         self.temperature = temperature
 
-    def forward(
-        self, query: torch.Tensor, key: torch.Tensor, negatives: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, query: torch.Tensor, key: torch.Tensor, negatives: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (mean loss, per-sample accuracy of the positive being the top logit)."""
         positive = (query * key).sum(dim=1, keepdim=True)
         negative = query @ negatives.to(query.dtype).t()

@@ -29,10 +29,14 @@ def _project_checks(config: dict) -> list[str]:
     docker = config.get("docker") or {}
     image = docker.get("image", "")
     if "ray-ml" in image:
-        problems.append(f"docker.image: {image!r}: rayproject/ray-ml images are no longer published; use rayproject/ray:<version>-py311-gpu")
+        problems.append(
+            f"docker.image: {image!r}: rayproject/ray-ml images are no longer published; use rayproject/ray:<version>-py311-gpu"
+        )
     run_options = " ".join(docker.get("run_options", []) + docker.get("head_run_options", []))
     if image and "--shm-size" not in run_options:
-        problems.append("docker.run_options / head_run_options: set --shm-size (the object store lives in /dev/shm; Docker's default is 64 MB)")
+        problems.append(
+            "docker.run_options / head_run_options: set --shm-size (the object store lives in /dev/shm; Docker's default is 64 MB)"
+        )
     return problems
 
 

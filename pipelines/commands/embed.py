@@ -43,23 +43,36 @@ def run(args: argparse.Namespace) -> None:
             embedder = Embedder(embedder.model, embedder.features, batch_size=args.batch_size, window_frames=frames, device=device)
         except ValueError as error:
             raise SystemExit(f"mast embed: --window-seconds {args.window_seconds}: {error}") from None
-    print(f"[embed] {len(args.files)} files with {embedder.model.arch} ({embedder.embedding_size}-d) from {source} "
-          f"on {device}, batches of {args.batch_size} windows of up to {embedder.window_frames} frames", flush=True)
+    print(
+        f"[embed] {len(args.files)} files with {embedder.model.arch} ({embedder.embedding_size}-d) from {source} "
+        f"on {device}, batches of {args.batch_size} windows of up to {embedder.window_frames} frames",
+        flush=True,
+    )
     summary = embed_files(
-        args.files, embedder, args.out, frames=args.frames, workers=args.workers, checkpoint=source,
+        args.files,
+        embedder,
+        args.out,
+        frames=args.frames,
+        workers=args.workers,
+        checkpoint=source,
     )
     reasons = Counter(item["reason"] for item in summary["skipped"])
     detail = f" ({', '.join(f'{reason}: {count}' for reason, count in sorted(reasons.items()))})" if reasons else ""
-    print(f"[embed] done: {summary['embedded']} of {summary['files']} files embedded to {args.out} in {summary['seconds']:.1f} s; "
-          f"{summary['skipped_count']} skipped{detail}", flush=True)
+    print(
+        f"[embed] done: {summary['embedded']} of {summary['files']} files embedded to {args.out} in {summary['seconds']:.1f} s; "
+        f"{summary['skipped_count']} skipped{detail}",
+        flush=True,
+    )
     if summary["embedded"] == 0:
         raise SystemExit(f"mast embed: none of the {summary['files']} files could be decoded (see {args.out} metadata)")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "embed", help="embed audio files with a trained encoder (Parquet out)",
-        description=_lib.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "embed",
+        help="embed audio files with a trained encoder (Parquet out)",
+        description=_lib.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("audio", nargs="+", metavar="AUDIO", help="files, folders (recursive) or glob patterns")
     parser.add_argument("--checkpoint", required=True, help="exported encoder folder, MLflow URI or MLflow run id")
@@ -68,7 +81,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="windows per encoder call (default 16)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI for run ids and runs:/ URIs")
-    parser.add_argument("--window-seconds", type=float, default=None,
-                        help="cut longer files into windows of this length (default: the encoder's max_frames)")
+    parser.add_argument(
+        "--window-seconds",
+        type=float,
+        default=None,
+        help="cut longer files into windows of this length (default: the encoder's max_frames)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="threads decoding files and computing features (default 2)")
     parser.set_defaults(handler=run, validate=validate)

@@ -39,22 +39,26 @@ def run(args: argparse.Namespace) -> None:
             raise SystemExit(f"mast export: {args.onnx} differs from PyTorch by {worst:.2e} relative (> {ONNX_TOLERANCE:g})")
         low, high = onnx_frame_range(encoder)
         span = f"{low} to {high}" if high else f"{low} or more"
-        print(f"[export] wrote {args.onnx}: input 'spec' (batch, {encoder.num_mel_bins}, frames) with {span} frames, "
-              f"normalised with mean {features.mean:.4f}, std {features.std:.4f}", flush=True)
+        print(
+            f"[export] wrote {args.onnx}: input 'spec' (batch, {encoder.num_mel_bins}, frames) with {span} frames, "
+            f"normalised with mean {features.mean:.4f}, std {features.std:.4f}",
+            flush=True,
+        )
     if args.mlflow:
         run_id = args.run_id
         if run_id is None and source.startswith("runs:/"):
             run_id = source.split("/")[1]
         uri = log_pyfunc(folder, tracking, run_id=run_id, experiment=args.experiment, registered_model=args.registered_model)
         print(f"[export] logged MLflow pyfunc {uri} at {tracking}", flush=True)
-        print(f"[export] serve it: MLFLOW_TRACKING_URI={tracking} mlflow models serve -m {uri} --env-manager local -p 5001",
-              flush=True)
+        print(f"[export] serve it: MLFLOW_TRACKING_URI={tracking} mlflow models serve -m {uri} --env-manager local -p 5001", flush=True)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "export", help="export an encoder to ONNX and/or an MLflow pyfunc model",
-        description=_lib.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "export",
+        help="export an encoder to ONNX and/or an MLflow pyfunc model",
+        description=_lib.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("checkpoint", metavar="CKPT", help="exported encoder folder, MLflow URI or MLflow run id")
     parser.add_argument("--onnx", type=Path, default=None, metavar="OUT.onnx", help="write and check an ONNX graph")

@@ -33,8 +33,10 @@ def run(args: argparse.Namespace) -> None:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "ingest", help="turn a dataset in its published layout into Parquet shards",
-        description=_lib.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "ingest",
+        help="turn a dataset in its published layout into Parquet shards",
+        description=_lib.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("dataset", choices=sorted(DATASETS), help="which layout --root holds")
     parser.add_argument("--root", required=True, help="the dataset folder, as published")

@@ -20,12 +20,12 @@ def run(args: argparse.Namespace) -> None:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "pretrain", help="SS-MAST / SSAST pretraining on Ray Train",
-        description=_lib.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "pretrain",
+        help="SS-MAST / SSAST pretraining on Ray Train",
+        description=_lib.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", type=Path, required=True, help="YAML config (see configs/pretrain/)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value, e.g. optim.lr=3e-4")
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or ./mlflow.db)")
     parser.set_defaults(handler=run)
-
-

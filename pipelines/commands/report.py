@@ -30,8 +30,12 @@ def run(args: argparse.Namespace) -> None:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("report", help="results table of the finished sweeps", description=_lib.__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "report",
+        help="results table of the finished sweeps",
+        description=_lib.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--experiment", default="mast-sweeps")
     parser.add_argument("--out", default="reports", help="folder for results.md / .csv / .png")
     parser.add_argument("--tracking-uri", default=None)

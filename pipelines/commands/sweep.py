@@ -28,21 +28,35 @@ def run(args: argparse.Namespace) -> None:
             jobs.append((task, load_space(task.name, args.space, args.protocol)))
         encoder = resolve_encoder(args.checkpoint, Path(args.storage), args.tracking_uri)
         for task, space in jobs:
-            run_sweep(task, encoder, space, protocol=args.protocol, storage=args.storage, tracking_uri=args.tracking_uri,
-                      resume=args.resume, label=args.label)
+            run_sweep(
+                task,
+                encoder,
+                space,
+                protocol=args.protocol,
+                storage=args.storage,
+                tracking_uri=args.tracking_uri,
+                resume=args.resume,
+                label=args.label,
+            )
     except ConfigError as error:
         raise SystemExit(f"mast sweep: {error}") from None
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("sweep", help="Ray Tune sweep of downstream evaluation", description=_lib.__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "sweep",
+        help="Ray Tune sweep of downstream evaluation",
+        description=_lib.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("task", nargs="?", help=f"one of: {', '.join(task_names())}")
     parser.add_argument("--all", action="store_true", help="every task whose shards exist")
-    parser.add_argument("--checkpoint", required=True,
-                        help="exported encoder folder, MLflow run id or runs:/ URI, random:ARCH or imagenet:ARCH:TIMM_FILE")
-    parser.add_argument("--space", type=Path, default=None,
-                        help="search space YAML (default tune_spaces/TASK.yaml, tune_spaces/finetune/TASK.yaml)")
+    parser.add_argument(
+        "--checkpoint", required=True, help="exported encoder folder, MLflow run id or runs:/ URI, random:ARCH or imagenet:ARCH:TIMM_FILE"
+    )
+    parser.add_argument(
+        "--space", type=Path, default=None, help="search space YAML (default tune_spaces/TASK.yaml, tune_spaces/finetune/TASK.yaml)"
+    )
     parser.add_argument("--protocol", choices=("linear", "finetune"), default="linear")
     parser.add_argument("--storage", default="runs/sweeps", help="Ray Tune storage folder")
     parser.add_argument("--tracking-uri", default=None)

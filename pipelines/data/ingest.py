@@ -234,8 +234,7 @@ def _prepare_output(out: Path, plan: dict, overwrite: bool) -> None:
         if previous != plan:
             changed = sorted(key for key in plan if previous.get(key) != plan[key])
             raise IngestError(
-                f"{out} holds a different ingest (changed: {', '.join(changed)}); "
-                "use another --out, or --overwrite to replace it"
+                f"{out} holds a different ingest (changed: {', '.join(changed)}); use another --out, or --overwrite to replace it"
             )
         return
     if overwrite and (out / SHARD_DIR).exists():
@@ -249,9 +248,7 @@ def _prepare_output(out: Path, plan: dict, overwrite: bool) -> None:
 def build_manifest(out: Path, plan: dict, layout: Layout) -> dict:
     summaries = [json.loads((out / SHARD_DIR / f"{shard_name(i)}.json").read_text()) for i in range(len(plan["shards"]))]
     skipped = [entry for summary in summaries for entry in summary["skipped"]]
-    skipped += [
-        {"id": None, "path": path, "reason": "excluded", "detail": reason} for path, reason in layout.excluded
-    ]
+    skipped += [{"id": None, "path": path, "reason": "excluded", "detail": reason} for path, reason in layout.excluded]
     splits: dict[str, int] = {}
     folds: dict[str, int] = {}
     for summary in summaries:
@@ -285,9 +282,7 @@ def build_manifest(out: Path, plan: dict, layout: Layout) -> dict:
         "splits": dict(sorted(splits.items())),
         "folds": dict(sorted(folds.items(), key=lambda item: int(item[0]))),
         "stats": merge_stats(parts).to_dict() if parts else None,
-        "shards": [
-            {"file": s["file"], "rows": s["rows"], "bytes": s["bytes"], "splits": s["splits"]} for s in summaries
-        ],
+        "shards": [{"file": s["file"], "rows": s["rows"], "bytes": s["bytes"], "splits": s["splits"]} for s in summaries],
     }
 
 
@@ -323,8 +318,7 @@ def ingest(
         for row in tasks.map(_write_shard_task, num_cpus=1).iter_rows():
             finished += 1
             progress(
-                f"[ingest] shard {row['shard']:5d} done: {row['rows']} clips, {row['skipped']} skipped "
-                f"({finished}/{len(plan['shards'])})"
+                f"[ingest] shard {row['shard']:5d} done: {row['rows']} clips, {row['skipped']} skipped ({finished}/{len(plan['shards'])})"
             )
     manifest = build_manifest(out, plan, layout)
     _write_atomic(out / MANIFEST_FILE, lambda path: path.write_text(json.dumps(manifest, indent=1)))

@@ -45,7 +45,7 @@ class Source:
     path: str
     weight: float = 1.0
     splits: tuple[str, ...] | None = None  # None: every split
-    folds: tuple[int, ...] | None = None   # None: every fold (cross-validated tasks select by fold)
+    folds: tuple[int, ...] | None = None  # None: every fold (cross-validated tasks select by fold)
 
     def manifest(self) -> dict:
         path = Path(self.path) / "manifest.json"
@@ -71,8 +71,8 @@ class AugmentSettings:
 class StreamSettings:
     frames_per_clip: int = 1024
     mode: str = "pretrain"
-    batch_size: int = 32          # rows per featurizer call (not the training batch size)
-    decode_actors: int = 1        # CPU actors decoding and computing features
+    batch_size: int = 32  # rows per featurizer call (not the training batch size)
+    decode_actors: int = 1  # CPU actors decoding and computing features
     seed: int = 0
     augment: AugmentSettings = field(default_factory=AugmentSettings)
     augment_downstream: bool = False  # mode "train": augment the single view
@@ -188,7 +188,8 @@ class ClipFeaturizer:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         keep = [
-            i for i, split in enumerate(batch["split"])
+            i
+            for i, split in enumerate(batch["split"])
             if (self.splits is None or split in self.splits)
             and (self.folds is None or (batch["fold"][i] == batch["fold"][i] and int(batch["fold"][i]) in self.folds))
         ]
@@ -217,16 +218,19 @@ class ClipFeaturizer:
         shape = (0, 128, self.settings.frames_per_clip)
         if mode == "pretrain":
             return {"view_a": np.zeros(shape, np.float32), "view_b": np.zeros(shape, np.float32), "id": np.asarray([], dtype=str)}
-        return {"spec": np.zeros(shape, np.float32), "length": np.zeros(0, np.int64), "label": np.zeros(0, np.int64), "id": np.asarray([], dtype=str)}
+        return {
+            "spec": np.zeros(shape, np.float32),
+            "length": np.zeros(0, np.int64),
+            "label": np.zeros(0, np.int64),
+            "id": np.asarray([], dtype=str),
+        }
 
 
 class TorchCollate(NumpyBatchCollateFn):
     """``collate_fn`` for ``iter_torch_batches``: numeric arrays become tensors, clip ids stay strings."""
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor | list[str]]:
-        return {
-            key: value.tolist() if value.dtype.kind in "OUS" else torch.as_tensor(value) for key, value in batch.items()
-        }
+        return {key: value.tolist() if value.dtype.kind in "OUS" else torch.as_tensor(value) for key, value in batch.items()}
 
 
 to_torch = TorchCollate()

@@ -73,8 +73,13 @@ class ClipEmbedder:
 
 
 def embed_task(
-    shards: str | Path, encoder_dir: str | Path, frames_per_clip: int, actors: int = 1, use_gpu: bool = False,
-    progress=print, target: Path | None = None,
+    shards: str | Path,
+    encoder_dir: str | Path,
+    frames_per_clip: int,
+    actors: int = 1,
+    use_gpu: bool = False,
+    progress=print,
+    target: Path | None = None,
 ) -> tuple[Path, bool]:
     """Embeddings of every clip in ``shards``; returns (parquet path, whether the cache was used).
 
@@ -91,13 +96,10 @@ def embed_task(
     files = mixture_files([Source(str(shards))])
     progress(f"[embed] embedding {len(files)} shards of {shards} with {encoder_dir} ({frames_per_clip} frames per clip)")
     ray.data.DataContext.get_current().use_datasource_v2 = False  # see pipelines.data.build_stream
-    dataset = ray.data.read_parquet(files, override_num_blocks=len(files)).select_columns(
-        ["id", "audio", "label_indices", "split", "fold"]
-    )
+    dataset = ray.data.read_parquet(files, override_num_blocks=len(files)).select_columns(["id", "audio", "label_indices", "split", "fold"])
     embedded = dataset.map_batches(
         ClipEmbedder,
-        fn_constructor_kwargs={"encoder_dir": str(encoder_dir), "frames_per_clip": frames_per_clip,
-                               "device": "cuda" if use_gpu else "cpu"},
+        fn_constructor_kwargs={"encoder_dir": str(encoder_dir), "frames_per_clip": frames_per_clip, "device": "cuda" if use_gpu else "cpu"},
         batch_size=32,
         batch_format="numpy",
         compute=ActorPoolStrategy(size=actors),
@@ -109,13 +111,15 @@ def embed_task(
         for key in columns:
             columns[key].extend(list(batch[key]))
     order = np.argsort(np.asarray(columns["id"]), kind="stable")  # a stable file, whatever the task order
-    table = pa.table({
-        "id": pa.array([str(columns["id"][i]) for i in order]),
-        "split": pa.array([str(columns["split"][i]) for i in order]),
-        "fold": pa.array([int(columns["fold"][i]) for i in order], pa.int32()),
-        "label": pa.array([int(columns["label"][i]) for i in order], pa.int64()),
-        "embedding": pa.array([np.asarray(columns["embedding"][i], np.float32) for i in order], pa.list_(pa.float32())),
-    })
+    table = pa.table(
+        {
+            "id": pa.array([str(columns["id"][i]) for i in order]),
+            "split": pa.array([str(columns["split"][i]) for i in order]),
+            "fold": pa.array([int(columns["fold"][i]) for i in order], pa.int32()),
+            "label": pa.array([int(columns["label"][i]) for i in order], pa.int64()),
+            "embedding": pa.array([np.asarray(columns["embedding"][i], np.float32) for i in order], pa.list_(pa.float32())),
+        }
+    )
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     pq.write_table(table, temporary, compression="zstd")

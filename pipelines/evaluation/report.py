@@ -24,7 +24,8 @@ def collect(tracking_uri: str, experiment: str) -> dict[str, dict[str, tuple[flo
     if found is None:
         raise SystemExit(f"mast report: no MLflow experiment {experiment!r} at {tracking_uri}; run `mast sweep` first")
     runs = client.search_runs(
-        [found.experiment_id], filter_string="tags.`mast.sweep_name` != '' and attributes.status = 'FINISHED'",
+        [found.experiment_id],
+        filter_string="tags.`mast.sweep_name` != '' and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time ASC"],
     )
     table: dict[str, dict[str, tuple[float, float | None]]] = {}

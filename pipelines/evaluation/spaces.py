@@ -84,7 +84,7 @@ class TuneSpace:
         out = {}
         for key, spec in self.space.items():
             if isinstance(spec, dict):
-                (kind, values), = spec.items()
+                ((kind, values),) = spec.items()
                 out[key] = tune.choice(values) if kind == "choice" else samplers[kind](*values)
             else:
                 out[key] = spec
@@ -98,7 +98,7 @@ def _check_sampler(key: str, spec) -> None:
         return
     if len(spec) != 1 or next(iter(spec)) not in SAMPLERS:
         raise ConfigError(f"{key}: exactly one of {list(SAMPLERS)}, got {spec!r}")
-    (kind, values), = spec.items()
+    ((kind, values),) = spec.items()
     if not isinstance(values, list) or not values:
         raise ConfigError(f"{key}.{kind}: expected a non-empty list, got {values!r}")
     if kind == "choice":
@@ -122,6 +122,8 @@ def load_space(task: str, path: str | Path | None = None, protocol: str = "linea
         raise ConfigError(f"{path}: search space not found (expected {expected} or --space FILE)")
     space = load_config(TuneSpace, path)
     if space.protocol != protocol:
-        raise ConfigError(f"{path}: protocol is {space.protocol!r} but the sweep asks for {protocol!r} "
-                          f"(set `protocol: {protocol}` in the file or pass --protocol {space.protocol})")
+        raise ConfigError(
+            f"{path}: protocol is {space.protocol!r} but the sweep asks for {protocol!r} "
+            f"(set `protocol: {protocol}` in the file or pass --protocol {space.protocol})"
+        )
     return space

@@ -92,8 +92,11 @@ class MetricBuffer:
             for start in range(0, len(entries), 900):  # MLflow accepts 1000 metrics per batch
                 client.log_batch(self.run_id, metrics=entries[start : start + 900], synchronous=True)
         except Exception as error:  # an unreachable server must not end training
-            worker_print(f"[pretrain] warning: MLflow not reachable ({type(error).__name__}: {error}); "
-                         f"{len(self.pending)} steps kept for the next flush", error=True)
+            worker_print(
+                f"[pretrain] warning: MLflow not reachable ({type(error).__name__}: {error}); "
+                f"{len(self.pending)} steps kept for the next flush",
+                error=True,
+            )
             return False
         self.logged_through = self.pending[-1][0]
         self.pending.clear()
@@ -208,7 +211,9 @@ def train_loop(loop_config: dict) -> None:
     last_loss = float("nan")
     while step < total:
         iterator = shard.iter_torch_batches(
-            batch_size=config.optim.batch_size, collate_fn=to_torch, drop_last=True,
+            batch_size=config.optim.batch_size,
+            collate_fn=to_torch,
+            drop_last=True,
             local_shuffle_buffer_size=config.data.shuffle_buffer or None,
         )
         fetch_start = time.perf_counter()
@@ -243,8 +248,11 @@ def train_loop(loop_config: dict) -> None:
                 if rank == 0:
                     elapsed = time.perf_counter() - last_log
                     entry = {
-                        "loss": last_loss, "lr": scheduler.get_last_lr()[0], "momentum": momentum,
-                        "samples_per_s": samples_since / max(elapsed, 1e-9), "data_wait_s": wait_since,
+                        "loss": last_loss,
+                        "lr": scheduler.get_last_lr()[0],
+                        "momentum": momentum,
+                        "samples_per_s": samples_since / max(elapsed, 1e-9),
+                        "data_wait_s": wait_since,
                         **{f"objective/{k}": v / micro for k, v in stats_sum.items() if k != "loss"},
                     }
                     if device.type == "cuda":
@@ -252,8 +260,10 @@ def train_loop(loop_config: dict) -> None:
                     metrics.add(step, entry)
                     if step % config.run.log_every == 0 or step == total:
                         metrics.flush()
-                        worker_print(f"[pretrain] step {step}/{total} loss {last_loss:.4f} lr {entry['lr']:.2e} "
-                                     f"{entry['samples_per_s']:.1f} samples/s")
+                        worker_print(
+                            f"[pretrain] step {step}/{total} loss {last_loss:.4f} lr {entry['lr']:.2e} "
+                            f"{entry['samples_per_s']:.1f} samples/s"
+                        )
                 last_log, samples_since, wait_since, loss_sum, stats_sum, micro = time.perf_counter(), 0, 0.0, 0.0, {}, 0
                 if step == total or step % config.run.checkpoint_every == 0:
                     report_checkpoint(final=step == total)
@@ -262,5 +272,3 @@ def train_loop(loop_config: dict) -> None:
             fetch_start = time.perf_counter()
         progress["epoch"] += 1
         progress["batches_in_epoch"] = 0
-
-

@@ -175,8 +175,10 @@ def embed_files(
                     embedded += len(specs)
                 done = min(start + chunk, len(files))
                 elapsed = time.perf_counter() - started
-                progress(f"[embed] {done}/{len(files)} files: {embedded} embedded, {len(skipped)} skipped, "
-                         f"{embedded / max(elapsed, 1e-9):.1f} clips/s")
+                progress(
+                    f"[embed] {done}/{len(files)} files: {embedded} embedded, {len(skipped)} skipped, "
+                    f"{embedded / max(elapsed, 1e-9):.1f} clips/s"
+                )
         summary = {
             "checkpoint": checkpoint,
             "arch": embedder.model.arch,

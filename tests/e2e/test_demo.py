@@ -19,8 +19,26 @@ TASKS = ["synth_keywords", "synth_languages"]
 @pytest.mark.slow
 def test_demo_runs_every_step_and_a_rerun_reuses_finished_work(tmp_path):
     workdir = tmp_path / "demo"
-    command = [sys.executable, "-m", "pipelines", "demo", "--workdir", str(workdir), "--keyword-speakers", "4",
-               "--clips-per-word", "4", "--language-speakers", "3", "--clips-per-speaker", "2", "--steps", "6", "--trials", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "pipelines",
+        "demo",
+        "--workdir",
+        str(workdir),
+        "--keyword-speakers",
+        "4",
+        "--clips-per-word",
+        "4",
+        "--language-speakers",
+        "3",
+        "--clips-per-speaker",
+        "2",
+        "--steps",
+        "6",
+        "--trials",
+        "2",
+    ]
     first = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     for number in range(1, 7):

@@ -17,8 +17,14 @@ def test_probe_learns_separable_classes_and_keeps_the_best_epoch():
     val_x, val_y = blobs(200, seed=1)
     test_x, test_y = blobs(200, seed=2)
     seen = []
-    probe = fit_linear_probe(train_x, train_y, val_x, val_y, ProbeSettings(max_epochs=30, patience=5),
-                             on_epoch=lambda epoch, metrics: seen.append(metrics["val_accuracy"]))
+    probe = fit_linear_probe(
+        train_x,
+        train_y,
+        val_x,
+        val_y,
+        ProbeSettings(max_epochs=30, patience=5),
+        on_epoch=lambda epoch, metrics: seen.append(metrics["val_accuracy"]),
+    )
     assert probe.accuracy(test_x, test_y) > 0.95
     assert probe.val_accuracy == max(seen) == seen[probe.best_epoch]
     assert probe.accuracy(val_x, val_y) == pytest.approx(probe.val_accuracy)  # the kept weights are the best epoch's

@@ -21,8 +21,16 @@ ROOT = REPO_ROOT
 QUIET = lambda line: None  # noqa: E731
 # 4 keyword speakers -> 2 train, 1 validation, 1 test; 3 speakers per language -> 1 / 1 / 1
 # 3 instruments per family -> 1 / 1 / 1
-SMALL = SynthSettings(tasks=("keywords", "languages", "instruments"), keyword_speakers=4, clips_per_word=4,
-                      language_speakers=3, clips_per_speaker=2, sentences=6, instruments_per_family=3, notes_per_instrument=2)
+SMALL = SynthSettings(
+    tasks=("keywords", "languages", "instruments"),
+    keyword_speakers=4,
+    clips_per_word=4,
+    language_speakers=3,
+    clips_per_speaker=2,
+    sentences=6,
+    instruments_per_family=3,
+    notes_per_instrument=2,
+)
 
 
 def digest(path: Path) -> str:
@@ -83,7 +91,7 @@ def test_voxforge_layout_reads_with_the_same_sentences_in_every_language(runs):
     for row in rows:  # a prompt = its sentence, then another one of the 6, in the row's language
         first = SENTENCES[int(row["sentence"])][row["language"]]
         assert row["text"].startswith(first + " ")
-        assert row["text"][len(first) + 1:] in {SENTENCES[i][row["language"]] for i in range(6)} - {first}
+        assert row["text"][len(first) + 1 :] in {SENTENCES[i][row["language"]] for i in range(6)} - {first}
     lengths = [sf.info(r.path).duration for r in layout.records]
     assert min(lengths) >= 2.0 and max(lengths) <= 4.0 and np.std(lengths) > 0.1
     assert all(set(sentence) == set(LANGUAGES) for sentence in SENTENCES)
@@ -104,7 +112,9 @@ def test_nsynth_layout_reads_with_instruments_disjoint_across_splits(runs):
             assert example["instrument_str"].startswith(f"{example['instrument_family_str']}_{example['instrument_source_str']}_")
             assert example["velocity"] in (25, 50, 75, 100, 127) and 21 <= example["pitch"] <= 108
         instruments[folder] = {e["instrument_str"] for e in examples.values()}
-    assert not (instruments["nsynth-train"] & instruments["nsynth-valid"]) and not (instruments["nsynth-train"] & instruments["nsynth-test"])
+    assert not (instruments["nsynth-train"] & instruments["nsynth-valid"]) and not (
+        instruments["nsynth-train"] & instruments["nsynth-test"]
+    )
     info = sf.info(layout.records[0].path)
     assert (info.samplerate, info.channels, info.frames) == (16000, 1, 64000)
 
@@ -160,17 +170,41 @@ def test_same_settings_give_identical_bytes_whatever_the_workers(runs):
     assert not first["speech_commands"]["reused"] and not second["voxforge"]["reused"]
     a, b = files(base / "a"), files(base / "b")
     assert a and a == b
-    for name in ("speech_commands_synth/validation_list.txt", "speech_commands_synth/testing_list.txt",
-                 "voxforge_synth/voxforge.csv", "nsynth_synth/nsynth-test/examples.json"):
+    for name in (
+        "speech_commands_synth/validation_list.txt",
+        "speech_commands_synth/testing_list.txt",
+        "voxforge_synth/voxforge.csv",
+        "nsynth_synth/nsynth-test/examples.json",
+    ):
         assert (base / "a" / name).read_bytes() == (base / "b" / name).read_bytes()
 
 
 def test_another_process_gives_identical_bytes(runs, tmp_path):
     # espeak-ng seeds its breath-noise generator from the clock: only a fresh process shows it
     base, _, _ = runs
-    command = [sys.executable, "-m", "pipelines", "synth", str(tmp_path), "--tasks", "keywords,languages,instruments",
-               "--keyword-speakers", "4", "--clips-per-word", "4", "--language-speakers", "3", "--clips-per-speaker", "2",
-               "--sentences", "6", "--instruments-per-family", "3", "--notes-per-instrument", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "pipelines",
+        "synth",
+        str(tmp_path),
+        "--tasks",
+        "keywords,languages,instruments",
+        "--keyword-speakers",
+        "4",
+        "--clips-per-word",
+        "4",
+        "--language-speakers",
+        "3",
+        "--clips-per-speaker",
+        "2",
+        "--sentences",
+        "6",
+        "--instruments-per-family",
+        "3",
+        "--notes-per-instrument",
+        "2",
+    ]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "[synth] keywords: 140/140 clips" in result.stdout and "[synth] done" in result.stdout
@@ -191,9 +225,9 @@ def test_rerun_reuses_and_another_seed_rewrites(runs):
     assert any("140/140 clips" in line for line in lines)
     a = files(base / "a" / "speech_commands_synth")
     c = files(base / "b" / "speech_commands_synth")
-    assert len(c) == len(a) and set(c) != set(a)          # new speakers, new file names
+    assert len(c) == len(a) and set(c) != set(a)  # new speakers, new file names
     clips = {rel: h for rel, h in c.items() if not rel.startswith("_background_noise_")}
-    assert not set(clips.values()) & set(a.values())      # and new audio
+    assert not set(clips.values()) & set(a.values())  # and new audio
     assert len(discover("speech_commands", base / "b" / "speech_commands_synth", classes="all").records) == 140
 
 
@@ -220,8 +254,13 @@ def test_cli_refuses_a_folder_it_did_not_write(tmp_path):
     foreign = tmp_path / "speech_commands_synth"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    result = subprocess.run([sys.executable, "-m", "pipelines", "synth", str(tmp_path), "--tasks", "keywords"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines", "synth", str(tmp_path), "--tasks", "keywords"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode != 0
     assert "was not written by mast synth" in result.stderr and str(foreign) in result.stderr
     assert "[synth]" not in result.stdout

@@ -30,9 +30,16 @@ def shards(ray_local, tmp_path_factory):
 
 def tiny_config(shards: Path, tmp_path: Path, name: str, **overrides) -> PretrainConfig:
     settings = [
-        f"run.name={name}", f"run.storage={tmp_path / 'runs'}", "run.checkpoint_every=2", "run.log_every=2",
-        "optim.total_steps=6", "optim.batch_size=4", "optim.warmup_steps=2", "data.frames_per_clip=98",
-        f"data.sources=[{{path: '{shards}', weight: 4, splits: [train]}}]", "objective.queue_size=64",
+        f"run.name={name}",
+        f"run.storage={tmp_path / 'runs'}",
+        "run.checkpoint_every=2",
+        "run.log_every=2",
+        "optim.total_steps=6",
+        "optim.batch_size=4",
+        "optim.warmup_steps=2",
+        "data.frames_per_clip=98",
+        f"data.sources=[{{path: '{shards}', weight: 4, splits: [train]}}]",
+        "objective.queue_size=64",
     ] + [f"{key}={value}" for key, value in overrides.items()]
     return load_config(PretrainConfig, ROOT / "configs/pretrain/tiny_cpu.yaml", settings)
 
@@ -45,7 +52,9 @@ def loss_steps(tracking_uri: str, run_id: str) -> list[int]:
 def test_two_worker_pretraining_logs_to_mlflow_and_exports(shards, tmp_path):
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     config = tiny_config(
-        shards, tmp_path, "two-workers",
+        shards,
+        tmp_path,
+        "two-workers",
         **{"data.validation_sources": f"[{{path: '{shards}', splits: [validation]}}]", "data.val_clips": 8, "run.val_every": 3},
     )
     result = pretrain(config, tracking)
@@ -114,9 +123,14 @@ def test_bad_configs_fail_before_any_work(tmp_path):
         pretrain(config, f"sqlite:///{tmp_path / 'mlflow.db'}")
     (tmp_path / "train").mkdir()
     (tmp_path / "train" / "manifest.json").write_text(json.dumps({"stats": {"mean": 0.0, "std": 1.0, "num_frames": 10}}))
-    config = load_config(PretrainConfig, base, [
-        f"data.sources=[{{path: '{tmp_path / 'train'}'}}]", f"data.validation_sources=[{{path: '{tmp_path / 'nope'}'}}]",
-    ])
+    config = load_config(
+        PretrainConfig,
+        base,
+        [
+            f"data.sources=[{{path: '{tmp_path / 'train'}'}}]",
+            f"data.validation_sources=[{{path: '{tmp_path / 'nope'}'}}]",
+        ],
+    )
     with pytest.raises(ConfigError, match="data.validation_sources: .*manifest.json not found"):
         pretrain(config, f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert not (tmp_path / "mlflow.db").exists()  # nothing was started
@@ -155,9 +169,25 @@ def start_mlflow_server(backend: Path, artifacts: Path, port: int):
     import urllib.request
 
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{backend}",
-         "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{backend}",
+            "--artifacts-destination",
+            str(artifacts),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     deadline = time.time() + 90
     while time.time() < deadline:
@@ -215,10 +245,17 @@ def test_every_model_choice_builds_and_takes_a_step(arch, objective, tmp_path):
 
     from pipelines.pretrain.loop import build_objective
 
-    config = load_config(PretrainConfig, ROOT / "configs/pretrain/tiny_cpu.yaml", [
-        f"model.arch={arch}", f"model.objective={objective}", "data.frames_per_clip=160",
-        "objective.ssast_masked=12", "objective.queue_size=32",
-    ])
+    config = load_config(
+        PretrainConfig,
+        ROOT / "configs/pretrain/tiny_cpu.yaml",
+        [
+            f"model.arch={arch}",
+            f"model.objective={objective}",
+            "data.frames_per_clip=160",
+            "objective.ssast_masked=12",
+            "objective.queue_size=32",
+        ],
+    )
     model = build_objective(config).train()
     views = [torch.randn(2, 128, 160) for _ in range(2 if objective == "ssmast" else 1)]
     loss, stats = model(dict(zip(("view_a", "view_b"), views)))  # the batch as the stream gives it

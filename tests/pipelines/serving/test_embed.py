@@ -232,8 +232,19 @@ def test_undecodable_files_are_skipped_and_reported(encoders, tmp_path, capsys):
     data = good.read_bytes()
     (tmp_path / "truncated.flac").write_bytes(data[: len(data) // 3])
     out = tmp_path / "out" / "emb.parquet"
-    run_cli("embed", str(tmp_path / "*.flac"), tmp_path / "garbage.wav", "--checkpoint", encoders["mast"], "--out", out,
-            "--batch-size", "2", "--workers", "3")
+    run_cli(
+        "embed",
+        str(tmp_path / "*.flac"),
+        tmp_path / "garbage.wav",
+        "--checkpoint",
+        encoders["mast"],
+        "--out",
+        out,
+        "--batch-size",
+        "2",
+        "--workers",
+        "3",
+    )
     captured = capsys.readouterr()
     assert "done: 1 of 4 files embedded" in captured.out and "3 skipped" in captured.out
     for name in ("garbage.wav", "empty.flac", "truncated.flac"):
