@@ -106,6 +106,36 @@ def _schema(frames: bool) -> pa.Schema:
     return pa.schema(fields)
 
 
+def _decoded_chunks(files: list[Path], embedder: Embedder, workers: int, chunk: int):
+    """``(paths, [(loaded, problem), ...])`` per chunk of ``files``; the thread pool decodes the
+    next chunk while the caller embeds this one, so at most two chunks are in memory."""
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mast-decode") as pool:
+
+        def submit(start: int) -> list[Future]:
+            return [pool.submit(_load, path, embedder) for path in files[start : start + chunk]]
+
+        pending = submit(0)
+        for start in range(0, len(files), chunk):
+            decoded = [future.result() for future in pending]
+            pending = submit(start + chunk)
+            yield files[start : start + chunk], decoded
+
+
+def _rows(paths: list[Path], samples: list[int], result, frames: bool, rate: int, schema: pa.Schema) -> pa.Table:
+    """One Parquet batch: path, duration and clip embedding (and frames with their timestamps)."""
+    columns = {
+        "path": pa.array([str(p) for p in paths], pa.string()),
+        "duration_s": pa.array([n / rate for n in samples], pa.float64()),
+        "embedding": pa.array(list(result.clip.numpy().astype(np.float32)), pa.list_(pa.float32())),
+    }
+    if frames:
+        columns["frame_embeddings"] = pa.array(
+            [list(f.numpy().astype(np.float32)) for f in result.frames], pa.list_(pa.list_(pa.float32()))
+        )
+        columns["timestamps_s"] = pa.array([t.numpy() for t in result.timestamps], pa.list_(pa.float32()))
+    return pa.table(columns, schema=schema)
+
+
 def embed_files(
     files: list[Path],
     embedder: Embedder,
@@ -121,8 +151,8 @@ def embed_files(
 
     ``workers`` threads decode files and compute their features (:meth:`Embedder.spectrogram`) one
     chunk ahead of the encoder (``chunk`` files, default 4 batches), so memory stays bounded for
-    any number of files. Undecodable files are
-    skipped and listed. The output appears atomically when the job ends.
+    any number of files. Undecodable files are skipped and listed. The output appears atomically
+    when the job ends.
 
     Example::
 
@@ -132,58 +162,39 @@ def embed_files(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     chunk = chunk or max(4 * embedder.batch_size, 16)
-    rate = embedder.sample_rate
     schema = _schema(frames)
     temporary = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     skipped: list[dict[str, str]] = []
-    embedded = 0
+    embedded, done = 0, 0
     started = time.perf_counter()
     writer = pq.ParquetWriter(temporary, schema, compression="zstd")
     try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mast-decode") as pool:
-
-            def submit(start: int) -> list[Future]:
-                return [pool.submit(_load, path, embedder) for path in files[start : start + chunk]]
-
-            pending = submit(0)
-            for start in range(0, len(files), chunk):
-                decoded = [future.result() for future in pending]
-                pending = submit(start + chunk)  # decode the next chunk while this one is embedded
-                paths, samples, specs = [], [], []
-                for path, (loaded, problem) in zip(files[start : start + chunk], decoded):
-                    if problem is None:
-                        paths.append(path)
-                        samples.append(loaded[0])
-                        specs.append(loaded[1])
-                        continue
-                    reason, detail = problem
-                    skipped.append({"path": str(path), "reason": reason, "detail": detail})
-                    print(f"[embed] skipped {path}: {detail}", file=sys.stderr, flush=True)
-                if specs:
-                    result = embedder.embed_spectrograms(specs, frames=frames)
-                    columns = {
-                        "path": pa.array([str(p) for p in paths], pa.string()),
-                        "duration_s": pa.array([n / rate for n in samples], pa.float64()),
-                        "embedding": pa.array(list(result.clip.numpy().astype(np.float32)), pa.list_(pa.float32())),
-                    }
-                    if frames:
-                        columns["frame_embeddings"] = pa.array(
-                            [list(f.numpy().astype(np.float32)) for f in result.frames], pa.list_(pa.list_(pa.float32()))
-                        )
-                        columns["timestamps_s"] = pa.array([t.numpy() for t in result.timestamps], pa.list_(pa.float32()))
-                    writer.write_table(pa.table(columns, schema=schema))
-                    embedded += len(specs)
-                done = min(start + chunk, len(files))
-                elapsed = time.perf_counter() - started
-                progress(
-                    f"[embed] {done}/{len(files)} files: {embedded} embedded, {len(skipped)} skipped, "
-                    f"{embedded / max(elapsed, 1e-9):.1f} clips/s"
-                )
+        for chunk_files, decoded in _decoded_chunks(files, embedder, workers, chunk):
+            paths, samples, specs = [], [], []
+            for path, (loaded, problem) in zip(chunk_files, decoded):
+                if problem is None:
+                    paths.append(path)
+                    samples.append(loaded[0])
+                    specs.append(loaded[1])
+                    continue
+                reason, detail = problem
+                skipped.append({"path": str(path), "reason": reason, "detail": detail})
+                print(f"[embed] skipped {path}: {detail}", file=sys.stderr, flush=True)
+            if specs:
+                result = embedder.embed_spectrograms(specs, frames=frames)
+                writer.write_table(_rows(paths, samples, result, frames, embedder.sample_rate, schema))
+                embedded += len(specs)
+            done += len(chunk_files)
+            elapsed = time.perf_counter() - started
+            progress(
+                f"[embed] {done}/{len(files)} files: {embedded} embedded, {len(skipped)} skipped, "
+                f"{embedded / max(elapsed, 1e-9):.1f} clips/s"
+            )
         summary = {
             "checkpoint": checkpoint,
             "arch": embedder.model.arch,
             "embedding_size": embedder.embedding_size,
-            "sample_rate": rate,
+            "sample_rate": embedder.sample_rate,
             "window_frames": embedder.window_frames,
             "frames": frames,
             "frame_hop_s": embedder.frame_hop_seconds,
