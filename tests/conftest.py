@@ -1,4 +1,6 @@
+import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -7,15 +9,51 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def ray_local():
-    """A real local Ray for the module. 4 logical CPUs on 2 cores: Ray Data's file listing needs
-    a whole CPU beside two Train workers and a decoding actor (the 2-CPU hang, docs/design.md "Platform notes")."""
+    """One real local Ray for the whole session (a start costs seconds of CPU on 2 cores). 4 logical
+    CPUs: Ray Data's file listing needs a whole CPU beside two Train workers and a decoding actor
+    (the 2-CPU hang, docs/design.md "Platform notes"). A pipeline function run by an earlier test
+    may already have started Ray through ``init_ray``; the session then shares that one."""
     import ray
 
-    ray.init(num_cpus=4, log_to_driver=False)
+    if not ray.is_initialized():
+        ray.init(num_cpus=4, log_to_driver=False)
     import ray.data
 
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def ray_address(ray_local) -> str:
+    """The session Ray's address, for a subprocess (``RAY_ADDRESS``) that should join it rather than
+    start its own cluster."""
+    return ray_local.get_runtime_context().gcs_address
+
+
+def registered_checkpoints(run_dir: Path) -> dict:
+    """What Ray Train has registered for the run in ``run_dir``: ``latest`` (the checkpoint a restart
+    or a rerun starts from) and ``kept``, oldest first, each as the metrics its report carried plus
+    ``folder``; ``reports``, how many checkpoints were registered in all. Train rewrites this file
+    each time it registers a checkpoint; ``{}`` until the first one (or while it is being written)."""
+    try:
+        state = json.loads((run_dir / "checkpoint_manager_snapshot.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+    def entry(result: dict) -> dict:
+        return {**result["metrics"], "folder": run_dir / result["checkpoint_dir_name"]}
+
+    return {
+        "latest": entry(state["latest_checkpoint_result"]) if state.get("latest_checkpoint_result") else None,
+        "kept": [entry(result) for result in state["checkpoint_results"]],
+        "reports": state["current_report_index"],
+    }
+
+
+@pytest.fixture
+def train_registry():
+    """:func:`registered_checkpoints`, for tests that interrupt a run at a registered checkpoint."""
+    return registered_checkpoints

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
@@ -103,6 +104,41 @@ class MetricBuffer:
         return True
 
 
+def state_digest(model: torch.nn.Module, optimizer, scheduler, progress: dict) -> str:
+    """A fingerprint of everything a resume must restore: the weights and buffers (for SS-MAST the
+    teacher, the heads and the key queue with its pointer), the optimiser's moments, the schedule's
+    position, torch's RNG and the data position. Computed when a checkpoint is written and again
+    after it is loaded, so a restore that misses any of them shows as two different digests."""
+    digest = hashlib.sha256()
+
+    def feed(value) -> None:
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu().contiguous()
+            digest.update(f"{value.dtype}{tuple(value.shape)}".encode())
+            digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(value, dict):
+            for key in sorted(value, key=str):
+                digest.update(repr(key).encode())
+                feed(value[key])
+        elif isinstance(value, (list, tuple)):
+            digest.update(f"[{len(value)}]".encode())
+            for item in value:
+                feed(item)
+        else:
+            digest.update(repr(value).encode())
+
+    feed(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "progress": {k: v for k, v in progress.items() if k != "state_hash"},
+        }
+    )
+    return digest.hexdigest()[:16]
+
+
 def _save_training_state(directory: Path, model, optimizer, scheduler, state: dict) -> None:
     torch.save(
         {
@@ -126,149 +162,193 @@ def _load_training_state(directory: Path, model, optimizer, scheduler, device) -
     return json.loads((directory / "progress.json").read_text())
 
 
-def _tag_run(loop_config: dict, key: str, value: str) -> None:
+def _tag_run(loop_config: dict, tags: dict[str, str]) -> None:
     try:
         from mlflow import MlflowClient
+        from mlflow.entities import RunTag
 
-        MlflowClient(loop_config["tracking_uri"]).set_tag(loop_config["run_id"], key, value)
-    except Exception as error:  # the tag is informative; never fail training over it
+        MlflowClient(loop_config["tracking_uri"]).log_batch(loop_config["run_id"], tags=[RunTag(k, v) for k, v in tags.items()])
+    except Exception as error:  # the tags are informative; never fail training over them
         worker_print(f"[pretrain] warning: could not tag the MLflow run ({type(error).__name__})", error=True)
 
 
-def train_loop(loop_config: dict) -> None:
-    """Runs on every Ray Train worker."""
-    import ray.train
-    from torch.nn.parallel import DistributedDataParallel
+class PretrainWorker:
+    """What one Ray Train worker holds while it pretrains; :func:`train_loop` takes it through the
+    numbered steps, one method each."""
 
-    from mast_core.checkpoint import FeatureSettings, save_encoder
-    from mast_core.ssmast import momentum_schedule
+    def __init__(self, loop_config: dict) -> None:
+        """1. Build: the config, this worker's rank, seeds, the objective (DDP-wrapped when the group has
+        several workers), its optimiser and schedule, the data shards and rank 0's metric buffer."""
+        import ray.train
+        from torch.nn.parallel import DistributedDataParallel
 
-    quick_mlflow_failures()
-    config = load_config_dict(loop_config["config"])
-    torch.set_num_threads(config.run.torch_threads)
-    context = ray.train.get_context()
-    rank, world = context.get_world_rank(), context.get_world_size()
-    device = ray.train.torch.get_device()
-    torch.manual_seed(config.run.seed + rank)
-    random.seed(config.run.seed + rank)
+        quick_mlflow_failures()
+        self.loop_config = loop_config
+        self.config = config = load_config_dict(loop_config["config"])
+        torch.set_num_threads(config.run.torch_threads)
+        context = ray.train.get_context()
+        self.rank, self.world = context.get_world_rank(), context.get_world_size()
+        self.device = ray.train.torch.get_device()
+        torch.manual_seed(config.run.seed + self.rank)
+        random.seed(config.run.seed + self.rank)
 
-    model = build_objective(config).to(device)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: learning_rate_factor(step, config.optim.warmup_steps, config.optim.total_steps)
-    )
-    progress = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "samples": 0}
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
+        self.model = build_objective(config).to(self.device)
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.trainable, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: learning_rate_factor(step, config.optim.warmup_steps, config.optim.total_steps)
+        )
+        self.ddp = self.world > 1 and torch.distributed.is_initialized()
+        # The key queue is a buffer kept identical on every rank by all_gather: no broadcasting.
+        self.wrapped = DistributedDataParallel(self.model, broadcast_buffers=False) if self.ddp else self.model
+        self.train_shard = ray.train.get_dataset_shard("train")
+        self.val_shard = ray.train.get_dataset_shard("val") if loop_config.get("has_val") else None
+        self.metrics = MetricBuffer(loop_config["tracking_uri"], loop_config["run_id"]) if self.rank == 0 else None
+        if self.rank == 0:  # the group size as the workers see it, not as configured (tests read it)
+            _tag_run(loop_config, {"mast.world_size": str(self.world)})
+        self.use_bf16 = self.device.type == "cuda"
+        self.total = config.optim.total_steps
+        self.progress = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "samples": 0}
+        self.last_loss, self.momentum = float("nan"), config.objective.momentum_base
+        self._start_window()
+
+    def resume(self, checkpoint) -> None:
+        """2. Resume from the checkpoint Train hands over (the newest it registered; None on a fresh
+        start): weights, optimiser, schedule, RNG and data position. Rank 0 logs the state digest
+        after loading, to compare with the one saved in the checkpoint's ``progress.json``."""
+        if checkpoint is None:
+            return
         with checkpoint.as_directory() as folder:
-            progress = _load_training_state(Path(folder), model, optimizer, scheduler, device)
-        if rank == 0:
-            worker_print(f"[pretrain] resumed from step {progress['step']} (epoch {progress['epoch']})")
-            _tag_run(loop_config, "mast.resumed_from_step", str(progress["step"]))
-    ddp = world > 1 and torch.distributed.is_initialized()
-    # The key queue is a buffer kept identical on every rank by all_gather: no broadcasting.
-    wrapped = DistributedDataParallel(model, broadcast_buffers=False) if ddp else model
-    metrics = MetricBuffer(loop_config["tracking_uri"], loop_config["run_id"]) if rank == 0 else None
-    use_bf16 = device.type == "cuda"
-    shard = ray.train.get_dataset_shard("train")
-    step = progress["step"]
-    total = config.optim.total_steps
-    last_log, samples_since, wait_since = time.perf_counter(), 0, 0.0
-    loss_sum, stats_sum, micro = 0.0, {}, 0
+            self.progress = _load_training_state(Path(folder), self.model, self.optimizer, self.scheduler, self.device)
+        if self.rank == 0:
+            restored = state_digest(self.model, self.optimizer, self.scheduler, self.progress)
+            worker_print(f"[pretrain] resumed from step {self.progress['step']} (epoch {self.progress['epoch']}), state {restored}")
+            _tag_run(self.loop_config, {"mast.resumed_from_step": str(self.progress["step"]), "mast.resumed_state_hash": restored})
 
-    def report_checkpoint(final: bool) -> None:
-        """Every rank reports; rank 0 writes the state (and, at the end, the exported encoder)."""
-        payload = {"step": step, "loss": last_loss}
-        with tempfile.TemporaryDirectory() as folder:
-            folder = Path(folder)
-            if rank == 0:
-                _save_training_state(folder, model, optimizer, scheduler, progress)
-                if final:
-                    mean, std = loop_config["stats"]
-                    save_encoder(model.encoder, folder / "encoder", FeatureSettings(mean=mean, std=std))
-                flushed = metrics.flush()
-                lines = [json.dumps({"step": s, **m}) for s, m in metrics.pending]
-                (folder / "metrics.jsonl").write_text("\n".join(lines))
-                payload["metrics_flushed"] = flushed
-            ray.train.report(payload, checkpoint=ray.train.Checkpoint.from_directory(str(folder)) if rank == 0 else None)
+    def _start_window(self) -> None:
+        """Start the accumulators of the next optimiser step (loss, objective stats, samples, data wait)."""
+        self.window_start, self.samples, self.data_wait = time.perf_counter(), 0, 0.0
+        self.loss_sum, self.stats_sum, self.micro = 0.0, {}, 0
 
-    val_shard = ray.train.get_dataset_shard("val") if loop_config.get("has_val") else None
+    def optimizer_steps(self):
+        """3. Step: forward and backward per batch, an optimiser step (and the objective's own update,
+        the EMA teacher for SS-MAST) every ``grad_accum`` batches. Yields the step count after each
+        optimiser step, epoch after epoch, until ``total_steps``."""
+        from mast_core.ssmast import momentum_schedule
 
-    def validate() -> None:
+        config, progress = self.config, self.progress
+        while progress["step"] < self.total:
+            batches = self.train_shard.iter_torch_batches(
+                batch_size=config.optim.batch_size,
+                collate_fn=to_torch,
+                drop_last=True,
+                local_shuffle_buffer_size=config.data.shuffle_buffer or None,
+            )
+            fetch_start = time.perf_counter()
+            for batch in batches:
+                self.data_wait += time.perf_counter() - fetch_start
+                views = {key: batch[key].to(self.device) for key in self.model.views}  # the keys this objective reads
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
+                    loss, stats = self.wrapped(views)
+                (loss / config.optim.grad_accum).backward()
+                self.micro += 1
+                self.loss_sum += float(loss.detach())
+                for key, value in stats.items():
+                    self.stats_sum[key] = self.stats_sum.get(key, 0.0) + value
+                self.samples += len(views[self.model.views[0]]) * self.world
+                progress["batches_in_epoch"] += 1
+                if self.micro % config.optim.grad_accum == 0:
+                    torch.nn.utils.clip_grad_norm_(self.trainable, config.optim.clip_grad)
+                    self.optimizer.step()
+                    self.scheduler.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                    step = progress["step"]
+                    if config.objective.momentum == "cosine":
+                        self.momentum = momentum_schedule(step, self.total, config.objective.momentum_base, config.objective.momentum_final)
+                    self.model.after_step(step, self.total, self.momentum)  # SS-MAST: EMA teacher update; SSAST: nothing
+                    progress["step"] = step + 1
+                    progress["samples"] += self.samples
+                    self.last_loss = self.loss_sum / self.micro
+                    yield progress["step"]
+                    if progress["step"] == self.total:
+                        return
+                fetch_start = time.perf_counter()
+            progress["epoch"] += 1
+            progress["batches_in_epoch"] = 0
+
+    def validate(self) -> None:
+        """4. Validate: the mean loss over the validation shard (every rank; rank 0 buffers it)."""
+        model, device = self.model, self.device
         model.eval()
         total_loss = torch.zeros(2, device=device)  # (sum of batch losses, batches)
-        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            for batch in val_shard.iter_torch_batches(batch_size=config.optim.batch_size, collate_fn=to_torch):
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
+            for batch in self.val_shard.iter_torch_batches(batch_size=self.config.optim.batch_size, collate_fn=to_torch):
                 loss, _ = model({key: batch[key].to(device) for key in model.views})
                 total_loss += torch.stack([loss.detach().float(), torch.ones((), device=device)])
-        if ddp:
+        if self.ddp:
             torch.distributed.all_reduce(total_loss)
         model.train()
-        if rank == 0 and total_loss[1] > 0:
-            metrics.add(step, {"val_loss": float(total_loss[0] / total_loss[1])})
+        if self.rank == 0 and total_loss[1] > 0:
+            self.metrics.add(self.progress["step"], {"val_loss": float(total_loss[0] / total_loss[1])})
 
-    last_loss = float("nan")
-    while step < total:
-        iterator = shard.iter_torch_batches(
-            batch_size=config.optim.batch_size,
-            collate_fn=to_torch,
-            drop_last=True,
-            local_shuffle_buffer_size=config.data.shuffle_buffer or None,
-        )
-        fetch_start = time.perf_counter()
-        for batch in iterator:
-            wait_since += time.perf_counter() - fetch_start
-            views = {key: batch[key].to(device) for key in model.views}  # the keys this objective reads
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                loss, stats = wrapped(views)
-            (loss / config.optim.grad_accum).backward()
-            micro += 1
-            loss_sum += float(loss.detach())
-            for key, value in stats.items():
-                stats_sum[key] = stats_sum.get(key, 0.0) + value
-            samples_since += len(views[model.views[0]]) * world
-            progress["batches_in_epoch"] += 1
-            if micro % config.optim.grad_accum == 0:
-                torch.nn.utils.clip_grad_norm_(trainable, config.optim.clip_grad)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                if config.objective.momentum == "cosine":
-                    momentum = momentum_schedule(step, total, config.objective.momentum_base, config.objective.momentum_final)
-                else:
-                    momentum = config.objective.momentum_base
-                model.after_step(step, total, momentum)  # SS-MAST: EMA teacher update; SSAST: nothing
-                step += 1
-                progress["step"] = step
-                progress["samples"] += samples_since
-                last_loss = loss_sum / micro
-                if val_shard is not None and (step % config.run.val_every == 0 or step == total):
-                    validate()  # before this step's metrics are flushed, so val_loss joins them
-                if rank == 0:
-                    elapsed = time.perf_counter() - last_log
-                    entry = {
-                        "loss": last_loss,
-                        "lr": scheduler.get_last_lr()[0],
-                        "momentum": momentum,
-                        "samples_per_s": samples_since / max(elapsed, 1e-9),
-                        "data_wait_s": wait_since,
-                        **{f"objective/{k}": v / micro for k, v in stats_sum.items() if k != "loss"},
-                    }
-                    if device.type == "cuda":
-                        entry["gpu_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30
-                    metrics.add(step, entry)
-                    if step % config.run.log_every == 0 or step == total:
-                        metrics.flush()
-                        worker_print(
-                            f"[pretrain] step {step}/{total} loss {last_loss:.4f} lr {entry['lr']:.2e} "
-                            f"{entry['samples_per_s']:.1f} samples/s"
-                        )
-                last_log, samples_since, wait_since, loss_sum, stats_sum, micro = time.perf_counter(), 0, 0.0, 0.0, {}, 0
-                if step == total or step % config.run.checkpoint_every == 0:
-                    report_checkpoint(final=step == total)
-                if step == total:
-                    break
-            fetch_start = time.perf_counter()
-        progress["epoch"] += 1
-        progress["batches_in_epoch"] = 0
+    def log_step(self) -> None:
+        """Rank 0 buffers the step's metrics and flushes them to MLflow every ``log_every`` steps."""
+        step = self.progress["step"]
+        if self.rank == 0:
+            elapsed = time.perf_counter() - self.window_start
+            entry = {
+                "loss": self.last_loss,
+                "lr": self.scheduler.get_last_lr()[0],
+                "momentum": self.momentum,
+                "samples_per_s": self.samples / max(elapsed, 1e-9),
+                "data_wait_s": self.data_wait,
+                **{f"objective/{k}": v / self.micro for k, v in self.stats_sum.items() if k != "loss"},
+            }
+            if self.device.type == "cuda":
+                entry["gpu_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30
+            self.metrics.add(step, entry)
+            if step % self.config.run.log_every == 0 or step == self.total:
+                self.metrics.flush()
+                worker_print(
+                    f"[pretrain] step {step}/{self.total} loss {self.last_loss:.4f} lr {entry['lr']:.2e} "
+                    f"{entry['samples_per_s']:.1f} samples/s"
+                )
+        self._start_window()
+
+    def checkpoint(self, final: bool) -> None:
+        """5. Checkpoint: every rank reports; rank 0 writes the training state with its digest (in
+        ``progress.json`` and the reported metrics, which Train keeps with the checkpoint), the
+        metrics MLflow has not taken yet and, at the end, the exported encoder."""
+        import ray.train
+
+        from mast_core.checkpoint import FeatureSettings, save_encoder
+
+        payload = {"step": self.progress["step"], "loss": self.last_loss}
+        with tempfile.TemporaryDirectory() as folder:
+            folder = Path(folder)
+            if self.rank == 0:
+                digest = state_digest(self.model, self.optimizer, self.scheduler, self.progress)
+                _save_training_state(folder, self.model, self.optimizer, self.scheduler, {**self.progress, "state_hash": digest})
+                if final:
+                    mean, std = self.loop_config["stats"]
+                    save_encoder(self.model.encoder, folder / "encoder", FeatureSettings(mean=mean, std=std))
+                flushed = self.metrics.flush()
+                lines = [json.dumps({"step": s, **m}) for s, m in self.metrics.pending]
+                (folder / "metrics.jsonl").write_text("\n".join(lines))
+                payload.update(metrics_flushed=flushed, state_hash=digest)
+            ray.train.report(payload, checkpoint=ray.train.Checkpoint.from_directory(str(folder)) if self.rank == 0 else None)
+
+
+def train_loop(loop_config: dict) -> None:
+    """Runs on every Ray Train worker, in the numbered steps of :class:`PretrainWorker`."""
+    import ray.train
+
+    worker = PretrainWorker(loop_config)  # 1. build
+    worker.resume(ray.train.get_checkpoint())  # 2. resume
+    run = worker.config.run
+    for step in worker.optimizer_steps():  # 3. step
+        if worker.val_shard is not None and (step % run.val_every == 0 or step == worker.total):
+            worker.validate()  # 4. before this step's metrics are flushed, so val_loss joins them
+        worker.log_step()
+        if step == worker.total or step % run.checkpoint_every == 0:
+            worker.checkpoint(final=step == worker.total)  # 5.

@@ -1,64 +1,87 @@
 """Stop a `mast pretrain` job (Ctrl-C) and run the same command again: it continues."""
 
+import json
+import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
 from fixtures import REPO_ROOT
+from fixtures.layouts import write_layout
+from pipelines.data.ingest import IngestSettings, ingest
 
 ROOT = REPO_ROOT
-
-
-def make_shards(base: Path) -> Path:
-    code = (
-        "import sys; from pathlib import Path\n"
-        "from fixtures.layouts import write_layout\n"
-        "from pipelines.data.ingest import ingest, IngestSettings\n"
-        "from pipelines.common.runtime import init_ray\n"
-        "base = Path(sys.argv[1]); write_layout('speech_commands', base / 'sc', corrupt=False); init_ray(4)\n"
-        "ingest('speech_commands', base / 'sc', base / 'shards', settings=IngestSettings(shard_mb=0.05), progress=lambda l: None)\n"
-    )
-    subprocess.run([sys.executable, "-c", code, str(base)], cwd=ROOT, check=True, capture_output=True, timeout=300)
-    return base / "shards"
+TOTAL, EVERY, STOP_AFTER = 16, 2, 4  # interrupt once the step-4 checkpoint is registered
 
 
 @pytest.mark.slow
-def test_stopped_job_continues_from_its_checkpoint_when_rerun(tmp_path):
-    shards = make_shards(tmp_path)
+def test_stopped_job_continues_from_its_checkpoint_when_rerun(ray_address, train_registry, tmp_path):
+    """The rerun restores the newest registered checkpoint, weights, optimiser, scheduler and key
+    queue included: the state hash the loop computes after loading equals the one it saved."""
+    write_layout("speech_commands", tmp_path / "sc", corrupt=False)
+    shards = tmp_path / "shards"
+    ingest("speech_commands", tmp_path / "sc", shards, settings=IngestSettings(shard_mb=0.05), progress=lambda line: None)
     command = [
-        sys.executable, "-m", "pipelines", "pretrain", "--config", str(ROOT / "configs/pretrain/tiny_cpu.yaml"),
-        "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
-        "--set", "run.name=resume", "--set", f"run.storage={tmp_path / 'runs'}", "--set", "run.checkpoint_every=2",
-        "--set", "run.log_every=1", "--set", "optim.total_steps=40", "--set", "optim.batch_size=4",
-        "--set", "data.frames_per_clip=98", "--set", "objective.queue_size=64",
-        "--set", f"data.sources=[{{path: '{shards}', weight: 4, splits: [train]}}]",
+        sys.executable,
+        "-m",
+        "pipelines",
+        "pretrain",
+        "--config",
+        str(ROOT / "configs/pretrain/tiny_cpu.yaml"),
+        "--tracking-uri",
+        f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "--set",
+        "run.name=resume",
+        "--set",
+        f"run.storage={tmp_path / 'runs'}",
+        "--set",
+        f"run.checkpoint_every={EVERY}",
+        "--set",
+        "run.log_every=1",
+        "--set",
+        f"optim.total_steps={TOTAL}",
+        "--set",
+        "optim.batch_size=4",
+        "--set",
+        "data.frames_per_clip=98",
+        "--set",
+        "objective.queue_size=64",
+        "--set",
+        f"data.sources=[{{path: '{shards}', weight: 4, splits: [train]}}]",
     ]
-    first = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    checkpoints = tmp_path / "runs" / "resume"
-    deadline = time.time() + 300
-    while time.time() < deadline and len(list(checkpoints.glob("checkpoint_*"))) < 3:
-        time.sleep(0.5)
-    time.sleep(3)  # let Train register the newest checkpoint (it polls every 2 s)
+    # the jobs join the session's Ray (a `ray job submit` user's setup) instead of starting one each
+    env = {**os.environ, "RAY_ADDRESS": ray_address}
+    run_dir = tmp_path / "runs" / "resume"
+    first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    # Ctrl-C once Train has registered the step-4 checkpoint (its own record, not a folder on disk)
+    while first.poll() is None and (train_registry(run_dir).get("latest") or {}).get("step", 0) < STOP_AFTER:
+        assert time.monotonic() < deadline, "no checkpoint registered within 300 s"
+        time.sleep(0.1)
     first.send_signal(signal.SIGINT)  # what Ctrl-C does
     output, _ = first.communicate(timeout=120)
-    assert "finished at step" not in output, "the first run was meant to be interrupted"
+    assert "finished at step" not in output, "the first run was meant to be interrupted:\n" + output[-3000:]
+    newest = train_registry(run_dir)["latest"]  # what a rerun must start from
+    assert newest["step"] >= STOP_AFTER and newest["step"] % EVERY == 0
+    saved = json.loads((newest["folder"] / "progress.json").read_text())
+    assert saved["step"] == newest["step"] and saved["state_hash"] == newest["state_hash"]
 
-    second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     log = second.stdout + second.stderr
     assert "(resumed)" in log  # the same MLflow run
-    resumed_from = int(log.split("resumed from step ")[1].split()[0])
-    # a checkpoint step, not a fresh start; which one depends on how far Train had
-    # registered the newest checkpoint when the signal arrived (slower on a loaded machine)
-    assert resumed_from >= 2 and resumed_from % 2 == 0
-    assert "finished at step 40" in log
+    assert f"resumed from step {newest['step']} " in log  # the newest checkpoint, not an older one
+    assert f"finished at step {TOTAL}" in log
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("mast-pretrain").experiment_id])
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    tags = runs[0].data.tags
+    assert tags["mast.resumed_from_step"] == str(newest["step"])
+    # weights, optimiser moments, scheduler, key queue, RNG and data position as they were saved
+    assert tags["mast.resumed_state_hash"] == newest["state_hash"]
     steps = sorted(m.step for m in client.get_metric_history(runs[0].info.run_id, "loss"))
-    assert steps == list(range(1, 41))
+    assert steps == list(range(1, TOTAL + 1))
