@@ -5,15 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+import timm
 import torch
+import torch.nn.functional as F
 
 from mast_core.ast import AST, adapt_imagenet_state_dict, ast_base, ast_tiny
 from mast_core.layers import resize_patch_kernel
-
-
-def _timm():
-    """timm is a test-only dependency: only the ImageNet-adaptation tests need it."""
-    return pytest.importorskip("timm")
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +37,27 @@ def test_patch_grid_1024_frames(tiny: AST) -> None:
 
 
 def test_position_table_truncates_and_interpolates(tiny: AST) -> None:
-    assert torch.equal(tiny.positions_for(50), tiny.grid_pos_embed[..., :50])
-    longer = tiny.positions_for(299)
-    assert longer.shape == (1, tiny.embed_dim, 12, 299)
-    # Linear time interpolation keeps the table's range (no extrapolation artefacts).
-    assert longer.max() <= tiny.grid_pos_embed.max() + 1e-6
+    table = tiny.grid_pos_embed.detach()
+    assert table.shape == (1, tiny.embed_dim, 12, 101)
+    assert torch.equal(tiny.positions_for(50), table[..., :50])
+    assert torch.equal(tiny.positions_for(101), table)
+    # Beyond the stored table: each (channel, frequency row) is stretched linearly along time,
+    # exactly a 1-D linear F.interpolate of that row (half-pixel centres, no corner alignment).
+    rows = table.reshape(1, tiny.embed_dim * 12, 101)
+    for columns in (102, 299):
+        expected = F.interpolate(rows, size=columns, mode="linear", align_corners=False).reshape(1, tiny.embed_dim, 12, columns)
+        torch.testing.assert_close(tiny.positions_for(columns), expected, atol=1e-6, rtol=0)
+    # and the forward pass uses them: a clip of 299 time columns sees the interpolated table
+    frames = 10 * 298 + 16
+    assert tiny.patch_grid(frames) == (12, 299)
+    spec = torch.randn(1, 128, frames)
+    with torch.no_grad():
+        grid = tiny.patch_embed(spec) + expected
+        cls = tiny.cls_token + tiny.cls_pos_embed
+        manual = torch.cat([cls, grid.flatten(2).transpose(1, 2)], dim=1)
+        for block in tiny.blocks:
+            manual = block(manual)
+        torch.testing.assert_close(tiny(spec), tiny.norm(manual)[:, 0], atol=1e-5, rtol=1e-5)
 
 
 def test_ast_base_size_and_short_forward() -> None:
@@ -118,11 +131,15 @@ def test_patch_drop_removes_time_columns(tiny: AST) -> None:
 
 
 def test_drop_path_only_in_training() -> None:
+    torch.manual_seed(0)
     model = ast_tiny(drop_path_rate=0.5)
     spec = torch.randn(2, 128, 98)
     model.eval()
+    # In eval every residual branch is kept whole: the same weights without drop path compute the same.
+    plain = ast_tiny(drop_path_rate=0.0)
+    plain.load_state_dict(model.state_dict())
     with torch.no_grad():
-        torch.testing.assert_close(model(spec), model(spec))
+        torch.testing.assert_close(model(spec), plain.eval()(spec), atol=0, rtol=0)
     model.train()
     with torch.no_grad():
         assert not torch.allclose(model(spec), model(spec))
@@ -148,7 +165,7 @@ def _saved_and_loaded(model: torch.nn.Module, tmp_path) -> dict[str, torch.Tenso
 
 
 def test_adapt_deit_distilled(tmp_path) -> None:
-    source = _timm().create_model("deit_tiny_distilled_patch16_224", pretrained=False, depth=4)
+    source = timm.create_model("deit_tiny_distilled_patch16_224", pretrained=False, depth=4)
     state = _saved_and_loaded(source, tmp_path)
     model = ast_tiny()
     adapted, unmapped = adapt_imagenet_state_dict(state, model)
@@ -174,7 +191,7 @@ def test_adapted_model_computes_what_timm_computes(tmp_path) -> None:
     layer-scale folding all at once.
     """
     torch.manual_seed(0)
-    source = _timm().create_model("vit_tiny_patch16_224", pretrained=False, depth=2, init_values=0.1).eval()
+    source = timm.create_model("vit_tiny_patch16_224", pretrained=False, depth=2, init_values=0.1).eval()
     with torch.no_grad():  # move parameters off their init (zero biases, ones LayerNorms)
         for param in source.parameters():
             param.add_(0.02 * torch.randn_like(param))
@@ -189,7 +206,7 @@ def test_adapted_model_computes_what_timm_computes(tmp_path) -> None:
 
 
 def test_adapt_mismatch_raises() -> None:
-    state = _timm().create_model("deit_tiny_distilled_patch16_224", pretrained=False, depth=4).state_dict()
+    state = timm.create_model("deit_tiny_distilled_patch16_224", pretrained=False, depth=4).state_dict()
     with pytest.raises(ValueError, match=r"width mismatch.*patch_embed\.proj\.weight.*\(192, 3, 16, 16\)"):
         adapt_imagenet_state_dict(state, ast_tiny(embed_dim=96))
     with pytest.raises(ValueError, match=r"depth mismatch.*4 blocks.*model has 2"):
@@ -199,7 +216,7 @@ def test_adapt_mismatch_raises() -> None:
 
 
 def test_adapt_resizes_stem_kernel() -> None:
-    state = _timm().create_model("deit_tiny_distilled_patch16_224", pretrained=False, depth=4).state_dict()
+    state = timm.create_model("deit_tiny_distilled_patch16_224", pretrained=False, depth=4).state_dict()
     model = ast_tiny(patch_size=8, patch_stride=8)
     adapted, _ = adapt_imagenet_state_dict(state, model)
     assert adapted["patch_embed.proj.weight"].shape == (192, 1, 8, 8)

@@ -153,4 +153,6 @@ def test_config_round_trip():
 def test_gradients_reach_every_parameter():
     model = mast_tiny().train()
     model(torch.randn(2, 128, 300)).sum().backward()
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    for name, param in model.named_parameters():  # a zero gradient trains nothing, like a missing one
+        assert param.grad is not None and torch.isfinite(param.grad).all(), name
+        assert param.grad.abs().sum() > 0, f"{name}: all-zero gradient"
