@@ -4,10 +4,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 
 from fixtures.layouts import write_layout
+from mast_core.features import num_frames
 from pipelines.data.ingest import IngestSettings, ingest
 from pipelines.data.stream import (
     ClipFeaturizer,
@@ -62,8 +64,8 @@ def test_pretraining_views_differ_between_views_and_epochs(shards):
     assert len(first_a) == manifest["splits"]["train"] == len(second_a)
     clip = sorted(first_a)[0]
     assert first_a[clip].shape == (128, FRAMES) and first_a[clip].dtype == np.float32
-    assert not np.allclose(first_a[clip], first_b[clip])          # two views of one clip
-    assert not np.allclose(first_a[clip], second_a[clip])         # fresh augmentation next epoch
+    assert not np.allclose(first_a[clip], first_b[clip])  # two views of one clip
+    assert not np.allclose(first_a[clip], second_a[clip])  # fresh augmentation next epoch
     assert all(np.isfinite(view).all() for view in first_a.values())
 
 
@@ -76,9 +78,19 @@ def test_downstream_eval_stream_is_deterministic_with_labels_and_lengths(shards)
     assert set(first) == set(second) and len(first) == manifest["written"]
     for clip in first:
         np.testing.assert_array_equal(first[clip], second[clip])
-    # fixture clips are shorter than 3 s: padded, with their true frame count
-    assert all(16 <= int(n) <= 300 for n in lengths.values()) and min(lengths.values()) < 300
-    assert set(int(label) for label in labels.values()) <= set(range(len(manifest["vocabulary"])))
+    # Each clip's label and frame count, exactly, from its Parquet row: the first label index, and
+    # the kaldi frame count of its samples (at most 300, at least 16: a padded clip keeps one patch).
+    rows = {
+        row["id"]: row
+        for shard in manifest["shards"]
+        for row in pq.read_table(shards["us8k"] / shard["file"], columns=["id", "num_samples", "label_indices"]).to_pylist()
+    }
+    assert set(rows) == set(first)
+    assert {clip: int(label) for clip, label in labels.items()} == {clip: row["label_indices"][0] for clip, row in rows.items()}
+    expected_lengths = {clip: max(16, min(300, num_frames(row["num_samples"]))) for clip, row in rows.items()}
+    assert {clip: int(n) for clip, n in lengths.items()} == expected_lengths
+    assert min(expected_lengths.values()) < 300  # fixture clips are shorter than 3 s: padding is exercised
+    assert len({row["label_indices"][0] for row in rows.values()}) > 1  # a label mix-up between clips shows
 
 
 def test_split_filter_and_torch_batches(shards):
