@@ -73,16 +73,19 @@ def linear_trial(config: dict, rounds: list[dict], num_classes: int) -> None:
     single = len(rounds) == 1
     scores = []
     for data in rounds:
-        def per_epoch(epoch: int, metrics: dict) -> None:
+        # the clips this round fits and selects on, in every report (audits: no test clip among them)
+        clips = {"train_clips": len(data["train"][1]), "val_clips": len(data["validation"][1])}
+
+        def per_epoch(epoch: int, metrics: dict, clips: dict = clips) -> None:
             if single:  # per-epoch reports let ASHA stop weak trials early
-                tune.report({"val_accuracy": metrics["val_accuracy"], "train_loss": metrics["train_loss"], "epoch": epoch})
+                tune.report({"val_accuracy": metrics["val_accuracy"], "train_loss": metrics["train_loss"], "epoch": epoch, **clips})
 
         probe = fit_linear_probe(*data["train"], *data["validation"], settings, num_classes=num_classes, on_epoch=per_epoch)
         scores.append(probe.val_accuracy)
         if not single:  # fold tasks: one report per round, the mean so far
-            tune.report({"val_accuracy": statistics.mean(scores), "rounds_done": len(scores)})
+            tune.report({"val_accuracy": statistics.mean(scores), "rounds_done": len(scores), **clips})
     if single:
-        tune.report({"val_accuracy": scores[0], "best_epoch": probe.best_epoch, "done": 1})
+        tune.report({"val_accuracy": scores[0], "best_epoch": probe.best_epoch, "done": 1, **clips})
 
 
 def trial_progress(progress, total: int):

@@ -1,5 +1,10 @@
 """Linear-evaluation sweeps with real Ray Tune and a real MLflow store, on fixture shards."""
 
+import json
+import math
+import shutil
+from pathlib import Path
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -9,10 +14,11 @@ from mlflow import MlflowClient
 from fixtures.layouts import write_layout
 from mast_core.checkpoint import save_encoder
 from mast_core.mast import mast_tiny
+from mast_core.probe import ProbeSettings, fit_linear_probe
 from pipelines.data.ingest import IngestSettings, ingest
-from pipelines.evaluation.embeddings import load_embeddings
+from pipelines.evaluation.embeddings import cache_path, embed_task, load_embeddings
 from pipelines.evaluation.spaces import load_space
-from pipelines.evaluation.sweep import run_sweep, split_rounds
+from pipelines.evaluation.sweep import role_rows, run_sweep, split_rounds
 from pipelines.evaluation.tasks import load_task
 
 QUIET = lambda line: None  # noqa: E731
@@ -25,20 +31,26 @@ space:
   patience: 2
 """
 
+TASK_BODIES = {
+    "speech_commands": "splits: {train: train, validation: validation, test: test}\nframes_per_clip: 98\n",
+    "us8k": "folds: 10\nframes_per_clip: 200\n",
+}
+
+
+def write_task(folder: Path, dataset: str, shards: Path):
+    path = folder / f"fx_{dataset}.yaml"
+    path.write_text(f"name: fx_{dataset}\ndataset: {dataset}\nshards: {shards}\n{TASK_BODIES[dataset]}")
+    return load_task(path)
+
 
 @pytest.fixture(scope="module")
 def setup(ray_local, tmp_path_factory):
     base = tmp_path_factory.mktemp("sweep")
     tasks = {}
-    for dataset, body in (
-        ("speech_commands", "splits: {train: train, validation: validation, test: test}\nframes_per_clip: 98\n"),
-        ("us8k", "folds: 10\nframes_per_clip: 200\n"),
-    ):
+    for dataset in TASK_BODIES:
         write_layout(dataset, base / dataset, corrupt=False)
         ingest(dataset, base / dataset, base / f"{dataset}-shards", settings=IngestSettings(shard_mb=0.05), progress=QUIET)
-        path = base / f"fx_{dataset}.yaml"
-        path.write_text(f"name: fx_{dataset}\ndataset: {dataset}\nshards: {base / f'{dataset}-shards'}\n{body}")
-        tasks[dataset] = load_task(path)
+        tasks[dataset] = write_task(base, dataset, base / f"{dataset}-shards")
     (base / "space.yaml").write_text(SPACE)
     torch.manual_seed(0)
     encoder = save_encoder(mast_tiny(max_frames=200), base / "encoder")
@@ -63,38 +75,121 @@ def test_split_task_sweep_logs_parent_and_children(setup, tmp_path):
     assert len(kids) == 3 and all("val_accuracy" in kid.data.metrics for kid in kids)
 
     # resuming the finished sweep runs no trial again
-    again = run_sweep(tasks["speech_commands"], encoder, space, storage=tmp_path / "tune", tracking_uri=tracking,
-                      resume=True, progress=QUIET)
+    again = run_sweep(
+        tasks["speech_commands"], encoder, space, storage=tmp_path / "tune", tracking_uri=tracking, resume=True, progress=QUIET
+    )
     assert again["trials"] == 3 and again["embeddings_cached"]
     assert len(children(tracking, summary["parent_run_id"])) == 3
 
 
+def history(tracking: str, run_id: str, key: str) -> list[float]:
+    return [m.value for m in sorted(MlflowClient(tracking).get_metric_history(run_id, key), key=lambda m: m.step)]
+
+
+def probe_of(params: dict) -> ProbeSettings:
+    """The probe settings of a trial, from the params MLflow logged for it."""
+    return ProbeSettings(
+        lr=float(params["lr"]), batch_size=int(params["batch_size"]), max_epochs=int(params["max_epochs"]), patience=int(params["patience"])
+    )
+
+
 def test_fold_task_scores_the_mean_over_folds(setup, tmp_path):
     base, tasks, space, encoder = setup
-    summary = run_sweep(tasks["us8k"], encoder, space, storage=tmp_path / "tune", tracking_uri=f"sqlite:///{tmp_path / 'm.db'}",
-                        progress=QUIET)
+    task = tasks["us8k"]
+    tracking = f"sqlite:///{tmp_path / 'm.db'}"
+    summary = run_sweep(task, encoder, space, storage=tmp_path / "tune", tracking_uri=tracking, progress=QUIET)
     assert len(summary["test_scores"]) == 10
-    assert summary["test_accuracy"] == pytest.approx(sum(summary["test_scores"]) / 10)
+
+    # The rounds' test sets partition the rows: each clip is tested exactly once, in its own fold's
+    # round, and never trained or selected on in that round.
+    data = load_embeddings(cache_path(task.shards, encoder, task.frames_per_clip))
+    folds = data["fold"]
+    assert set(folds.tolist()) == set(range(1, 11))
+    selection, tests = split_rounds(task, data)
+    tested = torch.zeros(len(folds), dtype=torch.long)
+    roles_of = []
+    for fold, (test_x, _) in zip(task.rounds, tests):
+        roles = {role: role_rows(data, chosen) for role, chosen in task.selection(fold).items()}
+        assert torch.equal(roles["test"], (folds == fold).nonzero().squeeze(1))
+        assert torch.equal(test_x, data["embedding"][roles["test"]])
+        in_round = torch.cat(list(roles.values()))
+        assert len(in_round) == len(folds) and len(set(in_round.tolist())) == len(folds)  # disjoint roles, every row
+        tested[roles["test"]] += 1
+        roles_of.append(roles)
+    assert tested.tolist() == [1] * len(folds)
+
+    # The mean over folds, recomputed here: the best config refitted on each round, scored on its
+    # fold, against the parent run's logged score; each trial's logged running mean of validation
+    # accuracy against probes fitted here with the params MLflow logged for it.
+    client = MlflowClient(tracking)
+    parent = client.get_run(summary["parent_run_id"])
+    best = probe_of({key.removeprefix("best."): value for key, value in parent.data.params.items() if key.startswith("best.")})
+    x, y = data["embedding"], data["label"]
+    num_classes = len(json.loads((Path(task.shards) / "manifest.json").read_text())["vocabulary"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the trials, so the refits are bitwise the same
+    try:
+        scores = []
+        for roles in roles_of:
+            probe = fit_linear_probe(
+                x[roles["train"]], y[roles["train"]], x[roles["validation"]], y[roles["validation"]], best, num_classes=num_classes
+            )
+            scores.append(probe.accuracy(x[roles["test"]], y[roles["test"]]))
+        assert summary["test_scores"] == pytest.approx(scores, abs=1e-9)
+        assert parent.data.metrics["test_accuracy"] == pytest.approx(sum(scores) / 10, abs=1e-9)
+        kids = children(tracking, summary["parent_run_id"])
+        assert len(kids) == 3
+        for kid in kids:
+            logged = history(tracking, kid.info.run_id, "val_accuracy")
+            assert 1 <= len(logged) <= 10  # ASHA may stop a trial after any round
+            settings = probe_of(kid.data.params)
+            per_round = [
+                fit_linear_probe(
+                    x[r["train"]], y[r["train"]], x[r["validation"]], y[r["validation"]], settings, num_classes=num_classes
+                ).val_accuracy
+                for r in roles_of[: len(logged)]
+            ]
+            running = [sum(per_round[: k + 1]) / (k + 1) for k in range(len(per_round))]
+            assert logged == pytest.approx(running, abs=1e-9), kid.data.params
+            assert history(tracking, kid.info.run_id, "train_clips") == [len(r["train"]) for r in roles_of[: len(logged)]]
+            assert history(tracking, kid.info.run_id, "val_clips") == [len(r["validation"]) for r in roles_of[: len(logged)]]
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_the_test_split_never_reaches_selection(setup, tmp_path):
-    """Poison the cached test embeddings with NaN: every trial still reports a finite accuracy."""
-    base, tasks, space, encoder = setup
-    task = tasks["speech_commands"]
-    cache = next((base / "speech_commands-shards" / "embeddings").glob("*.parquet"))
+    """Poison the test rows' embeddings with NaN, in a copy of the shards with a cache of its own:
+    every trial trains and selects on exactly the train and validation clips, and nothing it
+    computes is NaN (accuracy is an argmax, so the clip counts and the loss are what show a leak)."""
+    base, _, space, encoder = setup
+    shards = tmp_path / "shards"
+    shutil.copytree(base / "speech_commands-shards", shards, ignore=shutil.ignore_patterns("embeddings"))
+    task = write_task(tmp_path, "speech_commands", shards)
+    manifest = json.loads((shards / "manifest.json").read_text())
+    cache, cached = embed_task(shards, encoder, task.frames_per_clip, progress=QUIET)
+    assert not cached and cache.parent == shards / "embeddings"
     table = pq.read_table(cache)
     is_test = [split == "test" for split in table.column("split").to_pylist()]
+    assert sum(is_test) == manifest["splits"]["test"] > 0
     poisoned = [([float("nan")] * len(row)) if test else row for row, test in zip(table.column("embedding").to_pylist(), is_test)]
-    pq.write_table(table.set_column(table.schema.get_field_index("embedding"), "embedding",
-                                    pa.array(poisoned, pa.list_(pa.float32()))), cache)
+    pq.write_table(
+        table.set_column(table.schema.get_field_index("embedding"), "embedding", pa.array(poisoned, pa.list_(pa.float32()))), cache
+    )
     selection, tests = split_rounds(task, load_embeddings(cache))
     assert all(torch.isfinite(part[0]).all() for part in selection[0].values())
     assert torch.isnan(tests[0][0]).all()
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     summary = run_sweep(task, encoder, space, storage=tmp_path / "tune", tracking_uri=tracking, progress=QUIET)
-    for kid in children(tracking, summary["parent_run_id"]):
-        value = kid.data.metrics["val_accuracy"]
-        assert value == value and 0.0 <= value <= 1.0  # finite: no NaN test row was trained or scored on
+    assert summary["embeddings_cached"]  # the sweep read the poisoned cache
+    kids = children(tracking, summary["parent_run_id"])
+    assert len(kids) == 3
+    for kid in kids:
+        run = kid.info.run_id
+        losses = history(tracking, run, "train_loss")
+        assert losses and all(math.isfinite(loss) for loss in losses), losses  # a NaN row trained on makes the loss NaN
+        assert set(history(tracking, run, "train_clips")) == {manifest["splits"]["train"]}
+        assert set(history(tracking, run, "val_clips")) == {manifest["splits"]["validation"]}
+        assert all(0.0 <= value <= 1.0 for value in history(tracking, run, "val_accuracy"))
 
 
 def test_report_renders_the_table_from_mlflow(setup, tmp_path, capsys):
@@ -115,8 +210,18 @@ def test_report_renders_the_table_from_mlflow(setup, tmp_path, capsys):
     assert {p.name for p in (tmp_path / "report").iterdir()} == {"results.md", "results.csv", "results.png"}
 
 
-SLOW_TRIALS = 6  # room for a slow poller: the kill must land after two trials and before the last
-SLOW_SPACE = f"num_samples: {SLOW_TRIALS}\n" + """scheduler: {type: fifo}
+SLOW_TRIALS = 4
+
+
+def finished_trials(tune_dir) -> dict[str, int]:
+    """Trial folder -> result lines, for the trials whose last result says done."""
+    results = {path.parent.name: path.read_text() for path in tune_dir.glob("*/*/result.json")}
+    return {name: len(text.splitlines()) for name, text in results.items() if '"done": true' in text}
+
+
+SLOW_SPACE = (
+    f"num_samples: {SLOW_TRIALS}\n"
+    + """scheduler: {type: fifo}
 resources: {cpu: 4}          # one trial at a time, so the sweep is interrupted between trials
 space:
   lr: {loguniform: [1.0e-3, 1.0e-1]}
@@ -124,42 +229,74 @@ space:
   max_epochs: 25
   patience: 25
 """
+)
 
 
 @pytest.mark.slow
-def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(setup, tmp_path):
-    """Kill `mast sweep` (SIGKILL, like a lost driver) after two trials, then `--resume`."""
+def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(setup, tmp_path, ray_address):
+    """Kill `mast sweep` (SIGKILL, like a lost driver) as it reports its second finished trial, then `--resume`."""
     import os
     import signal
     import subprocess
     import sys
+    import threading
     import time
 
     base, tasks, _, encoder = setup
     task = tasks["speech_commands"]
     (tmp_path / "space.yaml").write_text(SLOW_SPACE)
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    command = [sys.executable, "-m", "pipelines", "sweep", str(base / "fx_speech_commands.yaml"), "--checkpoint", str(encoder),
-               "--space", str(tmp_path / "space.yaml"), "--storage", str(tmp_path / "tune"), "--tracking-uri", tracking]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                               env={**os.environ, "RAY_ADDRESS": ""})
-    finished: dict[str, int] = {}
+    command = [
+        sys.executable,
+        "-m",
+        "pipelines",
+        "sweep",
+        str(base / "fx_speech_commands.yaml"),
+        "--checkpoint",
+        str(encoder),
+        "--space",
+        str(tmp_path / "space.yaml"),
+        "--storage",
+        str(tmp_path / "tune"),
+        "--tracking-uri",
+        tracking,
+    ]
+    # the sweep joins the session's Ray; its progress lines, unbuffered, say when a trial has finished
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "RAY_ADDRESS": ray_address, "PYTHONUNBUFFERED": "1"},
+    )
+    lines = []
+    watchdog = threading.Timer(240, os.killpg, (process.pid, signal.SIGKILL))  # a hung sweep ends the read below
+    watchdog.start()
     try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and process.poll() is None:
-            time.sleep(0.5)
-            finished = {path.parent.name: len(path.read_text().splitlines())
-                        for path in (tmp_path / "tune").glob("*/*/result.json")
-                        if '"done": true' in path.read_text()}
-            if len(finished) >= 2:
+        for line in process.stdout:  # blocks until the sweep prints; ends when it exits
+            lines.append(line)
+            if line.startswith(f"[sweep] trial 2/{SLOW_TRIALS} done"):
                 break
+        # Tune's result logger writes the trial's last line just after the callbacks hear of it
+        while process.poll() is None and len(finished_trials(tmp_path / "tune")) < 2:
+            time.sleep(0.02)
     finally:
+        watchdog.cancel()
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
-    assert 2 <= len(finished) < SLOW_TRIALS, f"the sweep was not caught midway: {len(finished)} trials had finished"
+    finished = finished_trials(tmp_path / "tune")
+    assert 2 <= len(finished) < SLOW_TRIALS, f"the sweep was not caught midway: {len(finished)} trials had finished\n" + "".join(lines)
 
-    summary = run_sweep(task, encoder, load_space("any", tmp_path / "space.yaml"), storage=tmp_path / "tune",
-                        tracking_uri=tracking, resume=True, progress=QUIET)
+    summary = run_sweep(
+        task,
+        encoder,
+        load_space("any", tmp_path / "space.yaml"),
+        storage=tmp_path / "tune",
+        tracking_uri=tracking,
+        resume=True,
+        progress=QUIET,
+    )
     assert summary["trials"] == SLOW_TRIALS
     results = {path.parent.name: len(path.read_text().splitlines()) for path in (tmp_path / "tune").glob("*/*/result.json")}
     assert len(results) == SLOW_TRIALS
