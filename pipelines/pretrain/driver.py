@@ -5,7 +5,7 @@ The recipe, top to bottom:
 2. start or join Ray (``RAY_ADDRESS`` / ``ray job submit`` -> the cluster, else an embedded Ray);
 3. open the MLflow run of this job: a new one, or the existing run with the same ``run.name``
    (a re-run resumes both the training and its MLflow run);
-4. stream the ingested shards (``pipelines.data``) into a ``TorchTrainer`` whose workers run
+4. stream the ingested shards (``pipelines.data.stream``) into a ``TorchTrainer`` whose workers run
    :func:`train_loop` under DDP (gloo on CPU, NCCL on GPU, bf16 autocast on GPU);
 5. export the encoder (safetensors + JSON) and log it with the config and a loss curve.
 
@@ -68,31 +68,26 @@ def loss_curve_png(client, run_id: str, path: Path) -> None:
     plt.close(figure)
 
 
-def pretrain(config: PretrainConfig, tracking_uri: str | None = None, dataset=None, stats: tuple[float, float] | None = None) -> dict:
-    """Run (or resume) the job; returns the run id, final step and checkpoint path.
-
-    ``dataset`` replaces the shard stream with any Ray Dataset of ``view_a``/``view_b`` rows
-    (``benchmarks/pretrain_throughput.py`` feeds in-memory batches); ``stats`` then gives the
-    normalisation statistics stored with the exported encoder.
-    """
-    from mlflow import MlflowClient
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    from pipelines.common.runtime import init_ray
-
+def check_data(config: PretrainConfig, dataset=None, stats: tuple[float, float] | None = None) -> tuple[list, tuple[float, float]]:
+    """(sources, normalisation stats): every source and validation source has its manifest, checked
+    before MLflow or Ray start. ``stats`` come from the manifests unless a ``dataset`` is given."""
     sources = [source.to_source() for source in config.data.sources]
     if dataset is None:
         try:
             stats = normalisation_stats(sources)  # also checks that every source has a manifest
         except DataConfigError as error:
             raise ConfigError(f"data.sources: {error}") from None
-    stats = stats or (0.0, 0.5)
-    for source in config.data.validation_sources:  # fail before MLflow or Ray start
+    for source in config.data.validation_sources:
         try:
             source.to_source().manifest()
         except DataConfigError as error:
             raise ConfigError(f"data.validation_sources: {error}") from None
+    return sources, stats or (0.0, 0.5)
+
+
+def open_tracking(config: PretrainConfig, tracking_uri: str | None) -> tuple[str, str]:
+    """(tracking URI, run id) of this job's MLflow run. A server down at start: a local sqlite store
+    in the run's folder instead, with a warning."""
     tracking_uri = tracking_uri or config.run.tracking_uri or default_tracking_uri()
     quick_mlflow_failures()
     try:
@@ -102,16 +97,30 @@ def pretrain(config: PretrainConfig, tracking_uri: str | None = None, dataset=No
     except Exception as error:  # server down at start: keep a local store for this job
         fallback = Path(config.run.storage).resolve() / config.run.name / "mlflow.db"
         fallback.parent.mkdir(parents=True, exist_ok=True)
-        print(f"[pretrain] warning: MLflow at {tracking_uri} is not reachable ({type(error).__name__}); "
-              f"logging to sqlite:///{fallback} instead", file=sys.stderr, flush=True)
+        print(
+            f"[pretrain] warning: MLflow at {tracking_uri} is not reachable ({type(error).__name__}); "
+            f"logging to sqlite:///{fallback} instead",
+            file=sys.stderr,
+            flush=True,
+        )
         tracking_uri = f"sqlite:///{fallback}"
         run_id, resumed = open_mlflow_run(config, tracking_uri)
     print(f"[pretrain] MLflow run {run_id} ({'resumed' if resumed else 'new'}) at {tracking_uri}", flush=True)
-    init_ray()
+    return tracking_uri, run_id
+
+
+def stream_datasets(config: PretrainConfig, sources: list, stats: tuple[float, float], dataset=None) -> dict:
+    """The Train datasets: ``train``, the augmented pretraining stream of the shards (or ``dataset``),
+    and ``val``, the first ``val_clips`` of the validation sources, materialised once."""
+
     def settings(seed: int) -> StreamSettings:
         return StreamSettings(
-            frames_per_clip=config.data.frames_per_clip, mode="pretrain", batch_size=config.data.featurize_batch,
-            decode_actors=config.data.decode_actors, seed=seed, augment=config.data.augment,
+            frames_per_clip=config.data.frames_per_clip,
+            mode="pretrain",
+            batch_size=config.data.featurize_batch,
+            decode_actors=config.data.decode_actors,
+            seed=seed,
+            augment=config.data.augment,
         )
 
     datasets = {"train": dataset if dataset is not None else build_stream(sources, settings(config.data.seed), stats)}
@@ -121,36 +130,42 @@ def pretrain(config: PretrainConfig, tracking_uri: str | None = None, dataset=No
         except DataConfigError as error:
             raise ConfigError(f"data.validation_sources: {error}") from None
         datasets["val"] = val_stream.limit(config.data.val_clips).materialize()
-    storage = Path(config.run.storage).resolve()
-    trainer = TorchTrainer(
+    return datasets
+
+
+def build_trainer(config: PretrainConfig, datasets: dict, loop_config: dict):
+    """The ``TorchTrainer`` running :func:`train_loop` on ``run.num_workers`` workers, restarted from
+    the newest checkpoint up to ``run.max_failures`` times, keeping ``run.keep_checkpoints``."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    return TorchTrainer(
         train_loop,
-        train_loop_config={
-            "config": to_dict(config), "tracking_uri": tracking_uri, "run_id": run_id, "stats": stats, "has_val": "val" in datasets,
-        },
+        train_loop_config={**loop_config, "config": to_dict(config), "has_val": "val" in datasets},
         scaling_config=ScalingConfig(
-            num_workers=config.run.num_workers, use_gpu=config.run.use_gpu,
+            num_workers=config.run.num_workers,
+            use_gpu=config.run.use_gpu,
             resources_per_worker={"CPU": config.run.cpus_per_worker, **({"GPU": 1} if config.run.use_gpu else {})},
         ),
         datasets=datasets,
         run_config=RunConfig(
             name=config.run.name,
-            storage_path=str(storage),
+            storage_path=str(Path(config.run.storage).resolve()),
             failure_config=FailureConfig(max_failures=config.run.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=config.run.keep_checkpoints),
         ),
     )
-    result = trainer.fit()
-    client = MlflowClient(tracking_uri)
-    if result.error is not None:
-        _try(lambda: client.set_terminated(run_id, status="FAILED"))
-        raise result.error
-    with result.checkpoint.as_directory() as folder:
+
+
+def collect_final_checkpoint(checkpoint, export: Path, tracking_uri: str, run_id: str) -> dict:
+    """The final checkpoint's progress; its encoder copied to ``export``, and the metrics MLflow
+    missed at the last checkpoint (a server down) logged now."""
+    import shutil
+
+    with checkpoint.as_directory() as folder:
         folder = Path(folder)
         progress = json.loads((folder / "progress.json").read_text())
-        export = storage / config.run.name / "encoder"
         if (folder / "encoder").is_dir():
-            import shutil
-
             shutil.rmtree(export, ignore_errors=True)
             shutil.copytree(folder / "encoder", export)
         pending = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line]
@@ -158,22 +173,53 @@ def pretrain(config: PretrainConfig, tracking_uri: str | None = None, dataset=No
         buffer = MetricBuffer(tracking_uri, run_id)
         buffer.pending = [(entry.pop("step"), entry) for entry in pending]
         buffer.flush()
+    return progress
 
-    def log_outputs() -> None:
-        with tempfile.TemporaryDirectory() as scratch:
-            scratch = Path(scratch)
-            (scratch / "config.yaml").write_text(__import__("yaml").safe_dump(to_dict(config), sort_keys=False))
-            loss_curve_png(client, run_id, scratch / "loss_curve.png")
-            client.log_artifact(run_id, str(scratch / "config.yaml"))
-            client.log_artifact(run_id, str(scratch / "loss_curve.png"))
-        if export.is_dir():
-            client.log_artifacts(run_id, str(export), artifact_path="encoder")
-        client.set_terminated(run_id, status="FINISHED")
 
-    _try(log_outputs)
+def log_outputs(client, run_id: str, config: PretrainConfig, export: Path) -> None:
+    """The config, the loss curve and the exported encoder as artifacts; the run marked finished."""
+    import yaml
+
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        (scratch / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+        loss_curve_png(client, run_id, scratch / "loss_curve.png")
+        client.log_artifact(run_id, str(scratch / "config.yaml"))
+        client.log_artifact(run_id, str(scratch / "loss_curve.png"))
+    if export.is_dir():
+        client.log_artifacts(run_id, str(export), artifact_path="encoder")
+    client.set_terminated(run_id, status="FINISHED")
+
+
+def pretrain(config: PretrainConfig, tracking_uri: str | None = None, dataset=None, stats: tuple[float, float] | None = None) -> dict:
+    """Run (or resume) the job; returns the run id, final step and checkpoint path.
+
+    ``dataset`` replaces the shard stream with any Ray Dataset of ``view_a``/``view_b`` rows
+    (``benchmarks/pretrain_throughput.py`` feeds in-memory batches); ``stats`` then gives the
+    normalisation statistics stored with the exported encoder.
+    """
+    from mlflow import MlflowClient
+
+    from pipelines.common.runtime import init_ray
+
+    sources, stats = check_data(config, dataset, stats)  # 1. (the config itself was checked when loaded)
+    tracking_uri, run_id = open_tracking(config, tracking_uri)  # 3. before Ray: a clashing config fails at once
+    init_ray()  # 2.
+    datasets = stream_datasets(config, sources, stats, dataset)  # 4.
+    result = build_trainer(config, datasets, {"tracking_uri": tracking_uri, "run_id": run_id, "stats": stats}).fit()
+    client = MlflowClient(tracking_uri)
+    if result.error is not None:
+        _try(lambda: client.set_terminated(run_id, status="FAILED"))
+        raise result.error
+    export = Path(config.run.storage).resolve() / config.run.name / "encoder"
+    progress = collect_final_checkpoint(result.checkpoint, export, tracking_uri, run_id)  # 5.
+    _try(lambda: log_outputs(client, run_id, config, export))
     print(f"[pretrain] finished at step {progress['step']}; encoder exported to {export}", flush=True)
     return {
-        "run_id": run_id, "step": progress["step"], "export": str(export), "checkpoint": result.checkpoint.path,
+        "run_id": run_id,
+        "step": progress["step"],
+        "export": str(export),
+        "checkpoint": result.checkpoint.path,
         "tracking_uri": tracking_uri,
     }
 
@@ -183,5 +229,9 @@ def _try(action) -> None:
     try:
         action()
     except Exception as error:
-        print(f"[pretrain] warning: MLflow not reachable at the end ({type(error).__name__}); the encoder and "
-              "metrics.jsonl are in the final checkpoint", file=sys.stderr, flush=True)
+        print(
+            f"[pretrain] warning: MLflow not reachable at the end ({type(error).__name__}); the encoder and "
+            "metrics.jsonl are in the final checkpoint",
+            file=sys.stderr,
+            flush=True,
+        )

@@ -63,6 +63,7 @@ def test_two_worker_pretraining_logs_to_mlflow_and_exports(shards, tmp_path):
     run = client.get_run(result["run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.params["model.arch"] == "mast_tiny" and run.data.params["run.num_workers"] == "2"
+    assert run.data.tags["mast.world_size"] == "2"  # as the workers saw it, not only the configured value
     assert loss_steps(tracking, result["run_id"]) == [1, 2, 3, 4, 5, 6]
     assert {"loss", "lr", "momentum", "samples_per_s", "data_wait_s", "val_loss"} <= set(run.data.metrics)
     assert sorted(m.step for m in client.get_metric_history(result["run_id"], "val_loss")) == [3, 6]
@@ -73,37 +74,47 @@ def test_two_worker_pretraining_logs_to_mlflow_and_exports(shards, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_killed_worker_resumes_from_the_last_checkpoint(shards, tmp_path):
-    """SIGKILL one Train worker after a checkpoint; the job restarts it and finishes the steps."""
+def test_a_killed_worker_resumes_from_the_last_checkpoint(shards, tmp_path, train_registry, ray_address):
+    """SIGKILL one Train worker once Train has registered a checkpoint; the job restarts the group
+    from the newest registered checkpoint, with the state it saved, and finishes the steps."""
     from ray.util.state import list_actors
 
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    # long enough that the kill (3 s after the first checkpoint) lands mid-run even on a fast machine
-    config = tiny_config(shards, tmp_path, "fault", **{"optim.total_steps": 40, "run.max_failures": 2})
+    # every checkpoint kept, so Train's record shows which one the restarted group continued from
+    config = tiny_config(shards, tmp_path, "fault", **{"optim.total_steps": 10, "run.max_failures": 2, "run.keep_checkpoints": 10})
     run_dir = tmp_path / "runs" / "fault"
     killed = []
 
-    def kill_a_worker_after_a_checkpoint():
-        deadline = time.time() + 240
-        while time.time() < deadline and not killed:
-            if list(run_dir.glob("checkpoint_*")):
-                time.sleep(3)  # Train polls workers every 2 s: let it register the checkpoint
-                workers = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
-                if workers:
-                    os.kill(workers[-1].pid, signal.SIGKILL)
-                    killed.append(workers[-1].pid)
-                    return
-            time.sleep(0.2)
+    def kill_a_worker_once_a_checkpoint_is_registered():
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not list(run_dir.glob("checkpoint_*")):
+            time.sleep(0.05)
+        # this session's Ray by address: other Ray instances may run on the machine
+        workers = list_actors(address=ray_address, filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+        while time.monotonic() < deadline and not train_registry(run_dir).get("latest"):
+            time.sleep(0.05)  # the folder is written first; Train registers it at its next poll
+        if workers:
+            os.kill(workers[-1].pid, signal.SIGKILL)
+            killed.append(workers[-1].pid)
 
-    killer = threading.Thread(target=kill_a_worker_after_a_checkpoint, daemon=True)
+    killer = threading.Thread(target=kill_a_worker_once_a_checkpoint_is_registered, daemon=True)
     killer.start()
     result = pretrain(config, tracking)
     killer.join()
     assert killed, "no worker was killed"
-    assert result["step"] == 40
+    assert result["step"] == 10
+    registry = train_registry(run_dir)
+    # every checkpoint step registered once: had the restart continued from an older checkpoint than
+    # the newest registered one, the steps in between would have been registered again
+    assert [entry["step"] for entry in registry["kept"]] == [2, 4, 6, 8, 10] and registry["reports"] == 5
     run = MlflowClient(tracking).get_run(result["run_id"])
-    assert int(run.data.tags["mast.resumed_from_step"]) >= 2
-    assert loss_steps(tracking, result["run_id"]) == list(range(1, 41))  # one continuous sequence
+    resumed = int(run.data.tags["mast.resumed_from_step"])
+    assert resumed >= 2
+    saved = next(entry for entry in registry["kept"] if entry["step"] == resumed)
+    assert json.loads((saved["folder"] / "progress.json").read_text())["state_hash"] == saved["state_hash"]
+    # weights, optimiser moments, scheduler, key queue, RNG and data position as they were saved
+    assert run.data.tags["mast.resumed_state_hash"] == saved["state_hash"]
+    assert loss_steps(tracking, result["run_id"]) == list(range(1, 11))  # one continuous sequence
 
 
 def test_bad_configs_fail_before_any_work(tmp_path):
@@ -256,8 +267,18 @@ def test_every_model_choice_builds_and_takes_a_step(arch, objective, tmp_path):
             "objective.queue_size=32",
         ],
     )
+    torch.manual_seed(0)
     model = build_objective(config).train()
+    trainable = {name: param for name, param in model.named_parameters() if param.requires_grad}
+    encoder = {id(param) for param in model.encoder.parameters()}
+    assert encoder <= {id(param) for param in trainable.values()}  # the encoder is what pretraining trains
+    before = {name: param.detach().clone() for name, param in trainable.items()}
+    optimizer = torch.optim.SGD(trainable.values(), lr=0.1)  # plain SGD: a parameter moves iff its gradient is non-zero
     views = [torch.randn(2, 128, 160) for _ in range(2 if objective == "ssmast" else 1)]
     loss, stats = model(dict(zip(("view_a", "view_b"), views)))  # the batch as the stream gives it
+    optimizer.zero_grad()
     loss.backward()
     assert torch.isfinite(loss) and stats
+    optimizer.step()
+    unchanged = sorted(name for name, param in trainable.items() if torch.equal(param.detach(), before[name]))
+    assert not unchanged, f"the step left these parameters as they were: {unchanged}"
