@@ -57,8 +57,8 @@ def role_stream(task: TaskConfig, selection: dict, settings: FinetuneSettings, m
     return build_stream([source], stream, stats=stats)
 
 
-def _accuracy(model: torch.nn.Module, shard, batch_size: int, device: torch.device) -> float:
-    """Accuracy over this worker's shard, summed over all workers."""
+def _accuracy(model: torch.nn.Module, shard, batch_size: int, device: torch.device) -> tuple[float, int]:
+    """(accuracy, clips scored) over this worker's shard, summed over all workers."""
     correct = torch.zeros(2, dtype=torch.float64, device=device)
     model.eval()
     with torch.no_grad():
@@ -74,7 +74,7 @@ def _accuracy(model: torch.nn.Module, shard, batch_size: int, device: torch.devi
         torch.distributed.all_reduce(correct)
     if correct[1] == 0:
         raise RuntimeError("no labelled clips to score: is the role's split or fold empty?")
-    return float(correct[0] / correct[1])
+    return float(correct[0] / correct[1]), int(correct[1])
 
 
 def train_loop(config: dict) -> None:
@@ -115,7 +115,10 @@ def train_loop(config: dict) -> None:
             loss.backward()
             optimizer.step()
             total, seen = total + float(loss) * len(spec), seen + len(spec)
-        accuracy = _accuracy(model, validation, settings.batch_size, device)
+        accuracy, val_clips = _accuracy(model, validation, settings.batch_size, device)
+        trained = torch.tensor([float(seen)], dtype=torch.float64, device=device)  # clips trained on, all workers
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(trained)
         if accuracy > best_accuracy:
             best_accuracy, best_epoch, stale = accuracy, epoch + 1, 0
             best_state = copy.deepcopy({key: value.detach().cpu() for key, value in bare.state_dict().items()})
@@ -123,12 +126,12 @@ def train_loop(config: dict) -> None:
             stale += 1
         # val_accuracy is the best so far: it is what the kept weights score, so it is what Tune selects on
         ray.train.report({"val_accuracy": best_accuracy, "epoch_val_accuracy": accuracy, "train_loss": total / max(seen, 1),
-                          "epoch": epoch + 1, "best_epoch": best_epoch})
+                          "epoch": epoch + 1, "best_epoch": best_epoch, "train_clips": int(trained), "val_clips": val_clips})
         if stale >= settings.patience:
             break
     if config.get("test"):
         bare.load_state_dict(best_state)
-        test_accuracy = _accuracy(model, ray.train.get_dataset_shard("test"), settings.batch_size, device)
+        test_accuracy, _ = _accuracy(model, ray.train.get_dataset_shard("test"), settings.batch_size, device)
         final = {"val_accuracy": best_accuracy, "test_accuracy": test_accuracy, "best_epoch": best_epoch, "epoch": best_epoch}
         # Train V2 returns the metrics of the last *checkpoint*, so the final report carries a small one
         with tempfile.TemporaryDirectory() as folder:

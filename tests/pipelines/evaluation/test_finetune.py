@@ -1,6 +1,7 @@
 """The fine-tune protocol: layer-wise decay and schedule (unit), and a Train-in-Tune sweep with real
 Ray Tune, Ray Train, Ray Data and MLflow on fixture shards."""
 
+import json
 import shutil
 
 import pyarrow as pa
@@ -111,14 +112,23 @@ def test_finetune_sweep_trains_in_tune_and_never_sees_test(ray_local, tmp_path):
     shards = tmp_path / "shards"
     ingest("speech_commands", tmp_path / "raw", shards, settings=IngestSettings(shard_mb=0.05), progress=QUIET)
     assert _poison_test_labels(shards, bad_label=10_000) > 0
-    (tmp_path / "fx_sc.yaml").write_text(f"name: fx_sc\ndataset: speech_commands\nshards: {shards}\nframes_per_clip: 98\n"
-                                        "splits: {train: train, validation: validation, test: test}\n")
+    (tmp_path / "fx_sc.yaml").write_text(
+        f"name: fx_sc\ndataset: speech_commands\nshards: {shards}\nframes_per_clip: 98\n"
+        "splits: {train: train, validation: validation, test: test}\n"
+    )
     (tmp_path / "space.yaml").write_text(SPACE)
     torch.manual_seed(0)
     encoder = save_encoder(mast_tiny(), tmp_path / "encoder")
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    summary = run_sweep(load_task(tmp_path / "fx_sc.yaml"), encoder, load_space("any", tmp_path / "space.yaml", "finetune"),
-                        protocol="finetune", storage=tmp_path / "tune", tracking_uri=tracking, progress=QUIET)
+    summary = run_sweep(
+        load_task(tmp_path / "fx_sc.yaml"),
+        encoder,
+        load_space("any", tmp_path / "space.yaml", "finetune"),
+        protocol="finetune",
+        storage=tmp_path / "tune",
+        tracking_uri=tracking,
+        progress=QUIET,
+    )
     assert summary["trials"] == 2 and 0.0 < summary["val_accuracy"] <= 1.0
     # every test label is out of range, so the refit on the test clips scores exactly 0 and never crashes
     assert summary["test_scores"] == [0.0]
@@ -128,7 +138,13 @@ def test_finetune_sweep_trains_in_tune_and_never_sees_test(ray_local, tmp_path):
     experiment = client.get_experiment_by_name("mast-sweeps")
     kids = client.search_runs([experiment.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{summary['parent_run_id']}'")
     assert len(kids) == 2
+    manifest = json.loads((shards / "manifest.json").read_text())
     for kid in kids:  # per-epoch validation metrics, two epochs each
         history = client.get_metric_history(kid.info.run_id, "epoch_val_accuracy")
         assert len(history) == 2 and "encoder_lr" in kid.data.params
+        # every epoch trained on exactly the train clips and scored exactly the validation clips: a
+        # test clip in validation would crash nothing (validation is an argmax), but it would count
+        for key, split in (("train_clips", "train"), ("val_clips", "validation")):
+            counts = [m.value for m in client.get_metric_history(kid.info.run_id, key)]
+            assert counts == [manifest["splits"][split]] * 2, (key, counts)
     shutil.rmtree(tmp_path / "tune", ignore_errors=True)
