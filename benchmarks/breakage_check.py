@@ -71,8 +71,8 @@ _MERGE_FIRST_SHARD = Edit(
 )
 _MERGE_LIST = Edit(
     "mast_core/features.py",
-    "    count, mean, sum_sq_dev = 0, 0.0, 0.0\n    for part in parts:",
-    "    count, mean, sum_sq_dev = 0, 0.0, 0.0\n    parts = list(parts)\n    for part in parts:",
+    "    for part in parts:",
+    "    parts = list(parts)\n    for part in parts:",
 )
 
 BREAKAGES: tuple[Breakage, ...] = (
@@ -81,12 +81,14 @@ BREAKAGES: tuple[Breakage, ...] = (
         "resume-restores-no-state",
         "`_load_training_state` restores no model, optimiser or scheduler state",
         (
+            Edit("pipelines/pretrain/loop.py", '    model.load_state_dict(saved["model"])', "    pass  # BROKEN: no weights restored"),
+            Edit(
+                "pipelines/pretrain/loop.py", '    optimizer.load_state_dict(saved["optimizer"])', "    pass  # BROKEN: no optimiser state"
+            ),
             Edit(
                 "pipelines/pretrain/loop.py",
-                '    model.load_state_dict(saved["model"])\n'
-                '    optimizer.load_state_dict(saved["optimizer"])\n'
-                '    scheduler.load_state_dict(saved["scheduler"])\n',
-                "    pass  # BROKEN: nothing restored\n",
+                '    scheduler.load_state_dict(saved["scheduler"])',
+                "    pass  # BROKEN: no schedule position",
             ),
         ),
         (f"{T_PRETRAIN}::test_a_killed_worker_resumes_from_the_last_checkpoint", "tests/e2e/test_pretrain_resume.py"),
@@ -121,10 +123,8 @@ BREAKAGES: tuple[Breakage, ...] = (
         (
             Edit(
                 "mast_core/ast.py",
-                "        return F.interpolate(\n"
-                '            self.grid_pos_embed, size=(self.num_freq_patches, num_time), mode="bilinear", align_corners=False\n'
-                "        )",
-                "        return self.grid_pos_embed.new_zeros(1, self.embed_dim, self.num_freq_patches, num_time)  # BROKEN",
+                "        return F.interpolate(",
+                "        return 0.0 * F.interpolate(",
             ),
         ),
         (f"{T_AST}::test_position_table_truncates_and_interpolates",),
@@ -135,8 +135,8 @@ BREAKAGES: tuple[Breakage, ...] = (
         (
             Edit(
                 "mast_core/imagenet.py",
-                "    model.load_state_dict(adapted)\n    return unmapped",
-                '    if getattr(model, "arch", None) != "ast":  # BROKEN\n        model.load_state_dict(adapted)\n    return unmapped',
+                "    model.load_state_dict(adapted)",
+                '    if getattr(model, "arch", None) != "ast":  # BROKEN\n        model.load_state_dict(adapted)',
             ),
         ),
         (f"{T_IMAGENET}::test_ast_from_deit_file",),
@@ -202,9 +202,8 @@ BREAKAGES: tuple[Breakage, ...] = (
         (
             Edit(
                 "pipelines/pretrain/loop.py",
-                "    if config.model.imagenet:\n        init_from_imagenet(encoder, config.model.imagenet)",
-                "    encoder.requires_grad_(False)  # BROKEN\n"
-                "    if config.model.imagenet:\n        init_from_imagenet(encoder, config.model.imagenet)",
+                "    if config.model.imagenet:",
+                "    encoder.requires_grad_(False)  # BROKEN\n    if config.model.imagenet:",
             ),
         ),
         (f"{T_PRETRAIN}::test_every_model_choice_builds_and_takes_a_step",),
@@ -299,9 +298,10 @@ BREAKAGES: tuple[Breakage, ...] = (
         (
             Edit(
                 "mast_core/layers.py",
-                "        if self.rate == 0.0 or not self.training:\n            return x\n",
-                "        if self.rate == 0.0:\n            return x\n"
-                "        if not self.training:\n            return x * (1.0 - self.rate)  # BROKEN\n",
+                "        if self.rate == 0.0 or not self.training:",
+                "        if self.rate and not self.training:  # BROKEN\n"
+                "            return x * (1.0 - self.rate)\n"
+                "        if self.rate == 0.0 or not self.training:",
             ),
         ),
         (f"{T_AST}::test_drop_path_only_in_training",),
@@ -372,7 +372,13 @@ def apply(copy: Path, breakage: Breakage) -> dict[Path, str]:
                 f"breakage {breakage.name}: the snippet to replace occurs {count} times in {edit.file} "
                 f"(expected once; the code moved: update the entry)\n--- snippet ---\n{edit.old}"
             )
-        path.write_text(text.replace(edit.old, edit.new))
+        patched = text.replace(edit.old, edit.new)
+        try:
+            compile(patched, str(path), "exec")  # a breakage must break behaviour, not the syntax
+        except SyntaxError as error:
+            restore(originals)
+            raise SystemExit(f"breakage {breakage.name}: the patched {edit.file} does not compile ({error})") from error
+        path.write_text(patched)
     return originals
 
 
