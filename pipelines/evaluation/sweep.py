@@ -108,8 +108,10 @@ def trial_progress(progress, total: int):
             self.done += 1
             result = trial.last_result or {}
             shown = {key: (f"{value:.3g}" if isinstance(value, float) else value) for key, value in trial.config.items()}
-            self.progress(f"[sweep] trial {self.done}/{self.total} done: val_accuracy {result.get('val_accuracy', float('nan')):.4f} "
-                          f"after {result.get('training_iteration', 0)} reports {shown}")
+            self.progress(
+                f"[sweep] trial {self.done}/{self.total} done: val_accuracy {result.get('val_accuracy', float('nan')):.4f} "
+                f"after {result.get('training_iteration', 0)} reports {shown}"
+            )
 
         def on_trial_error(self, iteration, trials, trial, **info) -> None:
             self.progress(f"[sweep] trial {trial.trial_id} failed; its error is in {trial.local_path}")
@@ -158,19 +160,29 @@ def _finetune_plan(task: TaskConfig, encoder_dir: Path, num_classes: int, space:
     stats = (features.mean, features.std)
     key = encoder_digest(encoder_dir)
     runs = storage / f"{task.name}-finetune-{key}-train"  # the trials' Train runs, beside the Tune experiment
-    common = {"workers": space.workers, "use_gpu": space.resources.get("gpu", 0) > 0,
-              "cpus_per_worker": space.resources.get("cpu", 1.0)}
+    common = {"workers": space.workers, "use_gpu": space.resources.get("gpu", 0) > 0, "cpus_per_worker": space.resources.get("cpu", 1.0)}
 
     def score_tests(best_config: dict, _space: TuneSpace) -> list[float]:
         scores = []
         for fold in task.rounds:  # the test clips reach a Trainer here only, after selection
-            metrics = fit_round(task, encoder_dir, finetune_settings(best_config), fold=fold, num_classes=num_classes,
-                                stats=stats, storage=runs, name=f"test-round-{fold or 0}", with_test=True, **common)
+            metrics = fit_round(
+                task,
+                encoder_dir,
+                finetune_settings(best_config),
+                fold=fold,
+                num_classes=num_classes,
+                stats=stats,
+                storage=runs,
+                name=f"test-round-{fold or 0}",
+                with_test=True,
+                **common,
+            )
             scores.append(metrics["test_accuracy"])
         return scores
 
-    trainable = tune.with_parameters(finetune_trial, task=task, encoder_dir=str(encoder_dir), num_classes=num_classes,
-                                     stats=stats, storage=str(runs), **common)
+    trainable = tune.with_parameters(
+        finetune_trial, task=task, encoder_dir=str(encoder_dir), num_classes=num_classes, stats=stats, storage=str(runs), **common
+    )
     return trainable, score_tests, key, {}, {}
 
 
@@ -186,6 +198,70 @@ def max_concurrent_finetune_trials(space: TuneSpace) -> int:
     return max(1, int((ray.cluster_resources().get("CPU", 1) - 1) // per_trial))
 
 
+def _check_inputs(task: TaskConfig, encoder_dir: Path, space: TuneSpace, protocol: str) -> int:
+    """The number of classes; every bad input fails here, before Ray or MLflow start."""
+    shards = Path(task.shards)
+    if protocol not in ("linear", "finetune"):
+        raise ConfigError(f"protocol: 'linear' or 'finetune', got {protocol!r}")
+    if space.protocol != protocol:
+        raise ConfigError(f"the search space is for the {space.protocol} protocol, the sweep asks for {protocol}")
+    if not (shards / "manifest.json").is_file():
+        raise ConfigError(f"{shards}/manifest.json not found; make the shards with: {task.ingest}")
+    if not (encoder_dir / "encoder.safetensors").is_file():
+        raise ConfigError(f"--checkpoint {encoder_dir}: not an exported encoder folder (encoder.safetensors + config.json)")
+    return len(json.loads((shards / "manifest.json").read_text())["vocabulary"])
+
+
+def _tuner(trainable, space: TuneSpace, protocol: str, name: str, storage: Path, resume: bool, callbacks: list, progress):
+    """A new Tuner for the sweep, or the interrupted one restored from ``storage/name``."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    resources = {key.upper(): value for key, value in space.resources.items()}
+    concurrency = None
+    if protocol == "finetune":  # the trial function only drives a TorchTrainer, which holds the resources
+        resources, concurrency = {"CPU": 0.01}, max_concurrent_finetune_trials(space)
+    trainable = tune.with_resources(trainable, resources)
+    path = storage / name
+    progress(f"[sweep] {space.num_samples} trials, at most {concurrency or 'one per free CPU'} at once; Tune state in {path}")
+    if resume and tune.Tuner.can_restore(str(path)):
+        progress(f"[sweep] resuming {path}")
+        return tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
+    if path.exists() and not resume:
+        raise ConfigError(f"{path} holds an earlier sweep of this task and checkpoint; pass --resume to continue it")
+    if space.scheduler.type == "asha":
+        scheduler = ASHAScheduler(
+            max_t=10_000, grace_period=space.scheduler.grace_period, reduction_factor=space.scheduler.reduction_factor
+        )
+    else:
+        scheduler = FIFOScheduler()
+    return tune.Tuner(
+        trainable,
+        param_space=space.tune_space(),
+        tune_config=tune.TuneConfig(
+            metric="val_accuracy",
+            mode="max",
+            num_samples=space.num_samples,
+            scheduler=scheduler,
+            max_concurrent_trials=concurrency,
+        ),
+        run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0, callbacks=callbacks),
+    )
+
+
+def _log_summary(client, parent_id: str, summary: dict) -> None:
+    """The best config as ``best.*`` params and the scores as metrics of the parent run."""
+    for key, value in summary["best_config"].items():
+        try:
+            client.log_param(parent_id, f"best.{key}", value)
+        except Exception:  # a resumed sweep already logged the best config; params are immutable
+            pass
+    folds = len(summary["test_scores"]) > 1
+    for key in ("test_accuracy", "val_accuracy") + (("test_accuracy_std",) if folds else ()):
+        client.log_metric(parent_id, key, summary[key])  # a std is logged only where there are folds
+    client.set_terminated(parent_id, "FINISHED")
+
+
 def run_sweep(
     task: TaskConfig,
     encoder_dir: str | Path,
@@ -199,76 +275,56 @@ def run_sweep(
     label: str | None = None,
     progress=print,
 ) -> dict:
+    """Sweep ``space`` for ``task`` on the encoder in ``encoder_dir``; returns the summary (best
+    config, its validation accuracy, the test accuracy of the refit, per round)."""
     from mlflow import MlflowClient
-    from ray import tune
     from ray.air.integrations.mlflow import MLflowLoggerCallback
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     from pipelines.common.runtime import init_ray
 
+    # 1. inputs, before any work
     encoder_dir = Path(encoder_dir)
-    shards = Path(task.shards)
-    if protocol not in ("linear", "finetune"):
-        raise ConfigError(f"protocol: 'linear' or 'finetune', got {protocol!r}")
-    if space.protocol != protocol:
-        raise ConfigError(f"the search space is for the {space.protocol} protocol, the sweep asks for {protocol}")
-    if not (shards / "manifest.json").is_file():
-        raise ConfigError(f"{shards}/manifest.json not found; make the shards with: {task.ingest}")
-    if not (encoder_dir / "encoder.safetensors").is_file():
-        raise ConfigError(f"--checkpoint {encoder_dir}: not an exported encoder folder (encoder.safetensors + config.json)")
-    manifest = json.loads((shards / "manifest.json").read_text())
-    num_classes = len(manifest["vocabulary"])
+    num_classes = _check_inputs(task, encoder_dir, space, protocol)
     tracking_uri = tracking_uri or default_tracking_uri()
     storage = Path(storage).resolve()
     init_ray()
 
+    # 2. the trials' plan: what a trial trains, and the test scorer the driver keeps
     if protocol == "linear":
         trainable, score_tests, key, tags, extra = _linear_plan(task, encoder_dir, num_classes, progress)
     else:
         trainable, score_tests, key, tags, extra = _finetune_plan(task, encoder_dir, num_classes, space, storage)
     name = f"{task.name}-{protocol}-{key}"
+
+    # 3. the MLflow parent run (found again by name on a resumed sweep)
     client = MlflowClient(tracking_uri)
     arch = json.loads((encoder_dir / "config.json").read_text())["arch"]
-    parent_id, _ = _parent_run(client, experiment, name, {
-        "task": task.name, "protocol": protocol, "checkpoint": str(encoder_dir.resolve()),
-        "model_label": label or f"{arch.upper()} {encoder_dir.resolve().name}", **tags,
-    })
+    parent_tags = {
+        "task": task.name,
+        "protocol": protocol,
+        "checkpoint": str(encoder_dir.resolve()),
+        "model_label": label or f"{arch.upper()} {encoder_dir.resolve().name}",
+        **tags,
+    }
+    parent_id, _ = _parent_run(client, experiment, name, parent_tags)
     progress(f"[sweep] {task.name} ({protocol}): {len(task.rounds)} round(s), {num_classes} classes; MLflow parent run {parent_id}")
 
-    resources = {key.upper(): value for key, value in space.resources.items()}
-    concurrency = None
-    if protocol == "finetune":  # the trial function only drives a TorchTrainer, which holds the resources
-        resources, concurrency = {"CPU": 0.01}, max_concurrent_finetune_trials(space)
-    trainable = tune.with_resources(trainable, resources)
-    path = storage / name
-    if resume and tune.Tuner.can_restore(str(path)):
-        progress(f"[sweep] resuming {path}")
-        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
-    else:
-        if path.exists() and not resume:
-            raise ConfigError(f"{path} holds an earlier sweep of this task and checkpoint; pass --resume to continue it")
-        scheduler = (
-            ASHAScheduler(max_t=10_000, grace_period=space.scheduler.grace_period, reduction_factor=space.scheduler.reduction_factor)
-            if space.scheduler.type == "asha" else FIFOScheduler()
-        )
-        tuner = tune.Tuner(
-            trainable,
-            param_space=space.tune_space(),
-            tune_config=tune.TuneConfig(metric="val_accuracy", mode="max", num_samples=space.num_samples, scheduler=scheduler,
-                                        max_concurrent_trials=concurrency),
-            run_config=tune.RunConfig(
-                name=name, storage_path=str(storage), verbose=0,
-                callbacks=[MLflowLoggerCallback(tracking_uri=tracking_uri, experiment_name=experiment,
-                                                tags={"mlflow.parentRunId": parent_id, "task": task.name}, save_artifact=False),
-                           trial_progress(progress, space.num_samples)],
-            ),
-        )
-    progress(f"[sweep] {space.num_samples} trials, at most {concurrency or 'one per free CPU'} at once; Tune state in {path}")
-    results = tuner.fit()
+    # 4. the trials, selected on validation accuracy
+    callbacks = [
+        MLflowLoggerCallback(
+            tracking_uri=tracking_uri,
+            experiment_name=experiment,
+            tags={"mlflow.parentRunId": parent_id, "task": task.name},
+            save_artifact=False,
+        ),
+        trial_progress(progress, space.num_samples),
+    ]
+    results = _tuner(trainable, space, protocol, name, storage, resume, callbacks, progress).fit()
     best = results.get_best_result(metric="val_accuracy", mode="max")
     best_config = dict(best.config)
     progress(f"[sweep] best validation accuracy {best.metrics['val_accuracy']:.4f} with {best_config}")
 
+    # 5. the test split, once, with the selected config
     test_scores = score_tests(best_config, space)
     summary = {
         "task": task.name,
@@ -282,14 +338,7 @@ def run_sweep(
         "parent_run_id": parent_id,
         **extra,
     }
-    for key, value in best_config.items():
-        try:
-            client.log_param(parent_id, f"best.{key}", value)
-        except Exception:  # a resumed sweep already logged the best config; params are immutable
-            pass
-    for key in ("test_accuracy", "val_accuracy") + (("test_accuracy_std",) if len(test_scores) > 1 else ()):
-        client.log_metric(parent_id, key, summary[key])  # a std is logged only where there are folds
-    client.set_terminated(parent_id, "FINISHED")
-    progress(f"[sweep] {task.name}: test accuracy {summary['test_accuracy']:.4f}"
-             + (f" ± {summary['test_accuracy_std']:.4f} over {len(test_scores)} folds" if len(test_scores) > 1 else ""))
+    _log_summary(client, parent_id, summary)
+    spread = f" ± {summary['test_accuracy_std']:.4f} over {len(test_scores)} folds" if len(test_scores) > 1 else ""
+    progress(f"[sweep] {task.name}: test accuracy {summary['test_accuracy']:.4f}{spread}")
     return summary
