@@ -49,11 +49,22 @@ def role_stream(task: TaskConfig, selection: dict, settings: FinetuneSettings, m
         folds=tuple(selection["folds"]) if "folds" in selection else None,
     )
     augment = AugmentSettings(
-        mixup_ratio=settings.mixup_ratio, freq_mask=settings.freq_mask, time_mask=settings.time_mask,
-        virtual_crop_scale=(1.0, 1.0), freq_scale=(1.0, 1.0), time_scale=(1.0, 1.0),
+        mixup_ratio=settings.mixup_ratio,
+        freq_mask=settings.freq_mask,
+        time_mask=settings.time_mask,
+        virtual_crop_scale=(1.0, 1.0),
+        freq_scale=(1.0, 1.0),
+        time_scale=(1.0, 1.0),
     )
-    stream = StreamSettings(frames_per_clip=task.frames_per_clip, mode=mode, batch_size=32, decode_actors=1,
-                            seed=settings.seed, augment=augment, augment_downstream=mode == "train")
+    stream = StreamSettings(
+        frames_per_clip=task.frames_per_clip,
+        mode=mode,
+        batch_size=32,
+        decode_actors=1,
+        seed=settings.seed,
+        augment=augment,
+        augment_downstream=mode == "train",
+    )
     return build_stream([source], stream, stats=stats)
 
 
@@ -68,8 +79,9 @@ def _accuracy(model: torch.nn.Module, shard, batch_size: int, device: torch.devi
             if len(spec) == 0:
                 continue
             logits = model(spec, lengths if int(lengths.min()) < spec.shape[-1] else None)
-            correct += torch.tensor([float((logits.argmax(1) == batch["label"][keep]).sum()), float(len(spec))],
-                                    dtype=torch.float64, device=device)
+            correct += torch.tensor(
+                [float((logits.argmax(1) == batch["label"][keep]).sum()), float(len(spec))], dtype=torch.float64, device=device
+            )
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.all_reduce(correct)
     if correct[1] == 0:
@@ -90,9 +102,7 @@ def train_loop(config: dict) -> None:
     torch.manual_seed(settings.seed)
     encoder, _ = load_encoder(config["encoder_dir"])
     model = EncoderClassifier(encoder, config["num_classes"], settings.dropout)
-    optimizer = torch.optim.AdamW(
-        layer_decay_groups(model, settings.lr, settings.encoder_lr, settings.layer_decay, settings.weight_decay)
-    )
+    optimizer = torch.optim.AdamW(layer_decay_groups(model, settings.lr, settings.encoder_lr, settings.layer_decay, settings.weight_decay))
     model = ray.train.torch.prepare_model(model)
     device = ray.train.torch.get_device()
     bare = model.module if hasattr(model, "module") else model
@@ -104,8 +114,13 @@ def train_loop(config: dict) -> None:
         scale_learning_rates(optimizer, lr_factor(epoch, settings.max_epochs, settings.warmup_epochs))
         model.train()
         total, seen = 0.0, 0
-        for batch in train.iter_torch_batches(batch_size=settings.batch_size, collate_fn=to_torch, device=device,
-                                              local_shuffle_buffer_size=4 * settings.batch_size, local_shuffle_seed=settings.seed + epoch):
+        for batch in train.iter_torch_batches(
+            batch_size=settings.batch_size,
+            collate_fn=to_torch,
+            device=device,
+            local_shuffle_buffer_size=4 * settings.batch_size,
+            local_shuffle_seed=settings.seed + epoch,
+        ):
             keep = batch["label"] >= 0
             spec, lengths, labels = batch["spec"][keep], batch["length"][keep], batch["label"][keep]
             if len(spec) == 0:
@@ -125,8 +140,17 @@ def train_loop(config: dict) -> None:
         else:
             stale += 1
         # val_accuracy is the best so far: it is what the kept weights score, so it is what Tune selects on
-        ray.train.report({"val_accuracy": best_accuracy, "epoch_val_accuracy": accuracy, "train_loss": total / max(seen, 1),
-                          "epoch": epoch + 1, "best_epoch": best_epoch, "train_clips": int(trained), "val_clips": val_clips})
+        ray.train.report(
+            {
+                "val_accuracy": best_accuracy,
+                "epoch_val_accuracy": accuracy,
+                "train_loss": total / max(seen, 1),
+                "epoch": epoch + 1,
+                "best_epoch": best_epoch,
+                "train_clips": int(trained),
+                "val_clips": val_clips,
+            }
+        )
         if stale >= settings.patience:
             break
     if config.get("test"):
@@ -136,14 +160,26 @@ def train_loop(config: dict) -> None:
         # Train V2 returns the metrics of the last *checkpoint*, so the final report carries a small one
         with tempfile.TemporaryDirectory() as folder:
             (Path(folder) / "metrics.json").write_text(json.dumps(final))
-            ray.train.report(final, checkpoint=ray.train.Checkpoint.from_directory(folder)
-                             if ray.train.get_context().get_world_rank() == 0 else None)
+            ray.train.report(
+                final, checkpoint=ray.train.Checkpoint.from_directory(folder) if ray.train.get_context().get_world_rank() == 0 else None
+            )
 
 
 def fit_round(
-    task: TaskConfig, encoder_dir: str | Path, settings: FinetuneSettings, *, fold: int | None, num_classes: int,
-    stats: tuple[float, float], storage: str | Path, name: str, workers: int = 1, use_gpu: bool = False,
-    cpus_per_worker: float = 1.0, with_test: bool = False, callbacks: list | None = None,
+    task: TaskConfig,
+    encoder_dir: str | Path,
+    settings: FinetuneSettings,
+    *,
+    fold: int | None,
+    num_classes: int,
+    stats: tuple[float, float],
+    storage: str | Path,
+    name: str,
+    workers: int = 1,
+    use_gpu: bool = False,
+    cpus_per_worker: float = 1.0,
+    with_test: bool = False,
+    callbacks: list | None = None,
 ) -> dict:
     """One fine-tuning run (a ``TorchTrainer``) of one round; returns its last reported metrics.
 
@@ -162,8 +198,12 @@ def fit_round(
         datasets["test"] = role_stream(task, roles["test"], settings, "eval", stats)
     trainer = TorchTrainer(
         train_loop,
-        train_loop_config={"settings": asdict(settings), "encoder_dir": str(Path(encoder_dir).resolve()),
-                           "num_classes": num_classes, "test": with_test},
+        train_loop_config={
+            "settings": asdict(settings),
+            "encoder_dir": str(Path(encoder_dir).resolve()),
+            "num_classes": num_classes,
+            "test": with_test,
+        },
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker={"CPU": cpus_per_worker}),
         run_config=RunConfig(name=name, storage_path=str(Path(storage).resolve()), callbacks=callbacks or []),
         datasets=datasets,
@@ -174,12 +214,33 @@ def fit_round(
     return dict(result.metrics or {})
 
 
-def finetune_trial(config: dict, *, task: TaskConfig, encoder_dir: str, num_classes: int, stats: tuple[float, float],
-                   storage: str, workers: int, use_gpu: bool, cpus_per_worker: float) -> None:
+def finetune_trial(
+    config: dict,
+    *,
+    task: TaskConfig,
+    encoder_dir: str,
+    num_classes: int,
+    stats: tuple[float, float],
+    storage: str,
+    workers: int,
+    use_gpu: bool,
+    cpus_per_worker: float,
+) -> None:
     """The Tune function of one trial: a Train run on the first round, reporting through Tune."""
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    fit_round(task, encoder_dir, finetune_settings(config), fold=task.rounds[0], num_classes=num_classes, stats=stats,
-              storage=storage, name=f"trial-{tune.get_context().get_trial_id()}", workers=workers, use_gpu=use_gpu,
-              cpus_per_worker=cpus_per_worker, callbacks=[TuneReportCallback()])
+    fit_round(
+        task,
+        encoder_dir,
+        finetune_settings(config),
+        fold=task.rounds[0],
+        num_classes=num_classes,
+        stats=stats,
+        storage=storage,
+        name=f"trial-{tune.get_context().get_trial_id()}",
+        workers=workers,
+        use_gpu=use_gpu,
+        cpus_per_worker=cpus_per_worker,
+        callbacks=[TuneReportCallback()],
+    )
