@@ -1,4 +1,4 @@
-"""`mast cluster`: the command line of :mod:`pipelines.cluster`."""
+"""`mast check-cluster`: the command line of :mod:`pipelines.cluster`."""
 
 from __future__ import annotations
 

@@ -1,1 +1,1 @@
-"""serving"""
+"""Trained encoders at work: embeddings of audio files and exports to ONNX and MLflow."""
