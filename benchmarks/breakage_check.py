@@ -15,6 +15,7 @@ outside the normal suite::
 
     .venv/bin/python benchmarks/breakage_check.py                 # every breakage, Markdown table
     .venv/bin/python benchmarks/breakage_check.py --list          # names only
+    .venv/bin/python benchmarks/breakage_check.py --check         # every snippet still in place? (seconds)
     .venv/bin/python benchmarks/breakage_check.py --only ast-positions-beyond-table-zero
     .venv/bin/python benchmarks/breakage_check.py --baseline      # also run each test set unbroken first
 
@@ -419,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", action="append", metavar="NAME", help="run only this breakage (repeatable)")
     parser.add_argument("--list", action="store_true", help="list the breakages and exit")
+    parser.add_argument("--check", action="store_true", help="only check that every snippet is still in place (fast)")
     parser.add_argument("--baseline", action="store_true", help="run each guarding test set on the unbroken copy first")
     parser.add_argument("--timeout", type=float, default=1200.0, help="seconds per pytest run (default 1200)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary copy (its path is printed)")
@@ -444,6 +446,9 @@ def main(argv: list[str] | None = None) -> int:
         for breakage in chosen:
             restore(apply(copy, breakage))
         print(f"[breakage] {len(chosen)} breakage(s) on a copy at {copy}", file=sys.stderr, flush=True)
+        if args.check:
+            print(f"every snippet of {len(chosen)} breakage(s) is in place and patches to valid Python")
+            return 0
 
         failed_baselines = []
         if args.baseline:
@@ -468,7 +473,8 @@ def main(argv: list[str] | None = None) -> int:
             caught = status == 1  # a failing test; 0 passed, 2-5 errors/no tests, -1 timeout
             missed += not caught
             culprit = first_failure(output)
-            result = f"caught by `{culprit}`" if caught else f"**MISSED** (pytest exit {status})"
+            why = failure_reason(output).replace("|", "\\|")[:90]
+            result = f"caught by `{culprit}`: {why}" if caught else f"**MISSED** (pytest exit {status})"
             rows.append(f"| {breakage.what} (`{breakage.name}`) | {short(breakage.tests)} | {result} | {seconds:.0f} |")
             reason = f": {failure_reason(output)}" if caught else ""
             print(f"[breakage] {breakage.name}: {'caught' if caught else 'MISSED'} ({seconds:.0f} s){reason}", file=sys.stderr, flush=True)
