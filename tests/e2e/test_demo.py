@@ -36,6 +36,8 @@ def test_demo_runs_every_step_and_a_rerun_reuses_finished_work(tmp_path):
         "2",
         "--steps",
         "6",
+        "--batch-size",  # 6 steps in one epoch of the synthetic clips: no stream restart
+        "8",
         "--trials",
         "2",
     ]

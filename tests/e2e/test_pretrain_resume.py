@@ -15,7 +15,10 @@ from fixtures.layouts import write_layout
 from pipelines.data.ingest import IngestSettings, ingest
 
 ROOT = REPO_ROOT
-TOTAL, EVERY, STOP_AFTER = 16, 2, 4  # interrupt once the step-4 checkpoint is registered
+# Interrupt once Train has registered the step-4 checkpoint. The workers cannot be far ahead then: a
+# worker's second unconsumed report blocks it, and Train takes one report per poll (every 2 s), so
+# they are at step 8 at most, and the reports of steps 6, 8, 10 and 12 each wait for a later poll.
+TOTAL, EVERY, STOP_AFTER = 12, 2, 4
 
 
 @pytest.mark.slow

@@ -226,8 +226,8 @@ resources: {cpu: 4}          # one trial at a time, so the sweep is interrupted 
 space:
   lr: {loguniform: [1.0e-3, 1.0e-1]}
   batch_size: 4
-  max_epochs: 25
-  patience: 25
+  max_epochs: 5              # short trials: the kill follows the second trial's last result at once
+  patience: 5
 """
 )
 

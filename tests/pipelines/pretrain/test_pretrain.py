@@ -38,7 +38,9 @@ def tiny_config(shards: Path, tmp_path: Path, name: str, **overrides) -> Pretrai
         "optim.batch_size=4",
         "optim.warmup_steps=2",
         "data.frames_per_clip=98",
-        f"data.sources=[{{path: '{shards}', weight: 4, splits: [train]}}]",
+        # each shard read 8 times an epoch: one epoch outlasts every run here (a new epoch restarts the
+        # stream and its decoding actor, seconds on 2 cores)
+        f"data.sources=[{{path: '{shards}', weight: 8, splits: [train]}}]",
         "objective.queue_size=64",
     ] + [f"{key}={value}" for key, value in overrides.items()]
     return load_config(PretrainConfig, ROOT / "configs/pretrain/tiny_cpu.yaml", settings)
