@@ -1,5 +1,6 @@
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,27 @@ import pytest
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 # Train V2 polls its workers; keep test logs readable.
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+
+
+@pytest.fixture(autouse=True)
+def mlflow_uris_restored():
+    """Each test starts with MLflow's process-wide tracking and registry URIs as they were. Ray Tune's
+    ``MLflowLoggerCallback`` (every in-process sweep) sets both, with ``MLFLOW_TRACKING_URI`` and
+    ``MLFLOW_REGISTRY_URI``, in the driver and leaves them; a later test's ``runs:/`` or ``models:/``
+    URI would then resolve against the last sweep's store."""
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    modules = ("mlflow.tracking._tracking_service.utils", "_tracking_uri"), ("mlflow.tracking._model_registry.utils", "_registry_uri")
+    saved_env = {name: os.environ.get(name) for name in names}
+    saved_globals = [getattr(sys.modules.get(module), attribute, None) for module, attribute in modules]
+    yield
+    for name, value in saved_env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    for (module, attribute), value in zip(modules, saved_globals):
+        if module in sys.modules:
+            setattr(sys.modules[module], attribute, value)
 
 
 @pytest.fixture(scope="session")
