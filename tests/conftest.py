@@ -8,6 +8,10 @@ import pytest
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 # Train V2 polls its workers; keep test logs readable.
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+# Train's controller polls its workers every 2 s by default: each report, the end of the run and the
+# worker group's start wait for a poll, about 8 s of every tiny run here. Set before Ray starts, so
+# the session's Ray and the jobs of subprocesses see it too.
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
 
 
 @pytest.fixture(autouse=True)

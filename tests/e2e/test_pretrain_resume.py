@@ -56,8 +56,9 @@ def test_stopped_job_continues_from_its_checkpoint_when_rerun(ray_address, train
         "--set",
         f"data.sources=[{{path: '{shards}', weight: 4, splits: [train]}}]",
     ]
-    # the jobs join the session's Ray (a `ray job submit` user's setup) instead of starting one each
-    env = {**os.environ, "RAY_ADDRESS": ray_address}
+    # the jobs join the session's Ray (a `ray job submit` user's setup) instead of starting one each;
+    # Train's own poll interval (the suite shortens it) keeps the margin described above
+    env = {**os.environ, "RAY_ADDRESS": ray_address, "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "2"}
     run_dir = tmp_path / "runs" / "resume"
     first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 300

@@ -243,11 +243,7 @@ def test_tracking_server_dying_mid_run_does_not_stop_training(shards, tmp_path, 
     assert result["step"] == 8
     assert "MLflow not reachable" in capfd.readouterr().err
     kept = [json.loads(line)["step"] for line in (Path(result["checkpoint"]) / "metrics.jsonl").read_text().splitlines() if line]
-    server = start_mlflow_server(backend, artifacts, port)
-    try:
-        logged = loss_steps(f"http://127.0.0.1:{port}", result["run_id"])
-    finally:
-        stop(server)
+    logged = loss_steps(f"sqlite:///{backend}", result["run_id"])  # what the server had stored, read from its store
     assert logged and kept, (logged, kept)
     assert sorted(set(logged) | set(kept)) == list(range(1, 9))  # nothing lost
 
