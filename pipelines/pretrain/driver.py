@@ -12,7 +12,10 @@ The recipe, top to bottom:
 Fault tolerance: every ``checkpoint_every`` steps the workers report a checkpoint holding the
 student, teacher, heads, queue, optimiser, scheduler, step, data position and RNG state.
 ``FailureConfig(max_failures)`` restarts a killed worker group from the newest checkpoint, and
-running the same command again resumes from it. Rank 0 writes metrics to MLflow every
+running the same command again resumes from it. Each checkpoint's ``progress.json`` (and its
+report to Train) carries a digest of that state (:func:`~pipelines.pretrain.loop.state_digest`);
+a resumed job tags its MLflow run with the digest of what it loaded (``mast.resumed_state_hash``,
+with ``mast.resumed_from_step``), so a restore can be checked. Rank 0 writes metrics to MLflow every
 ``log_every`` steps; after a restart it skips the steps MLflow already holds (the replayed steps
 between the checkpoint and the crash), so every step appears exactly once. If the tracking server
 cannot be reached, the metrics stay buffered, a warning is printed, and training goes on; the
