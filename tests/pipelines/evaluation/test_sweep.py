@@ -278,7 +278,9 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(setup, t
             lines.append(line)
             if line.startswith(f"[sweep] trial 2/{SLOW_TRIALS} done"):
                 break
-        # Tune's result logger writes the trial's last line just after the callbacks hear of it
+        # Tune's result logger writes the trial's last line just after the callbacks hear of it. The
+        # kill follows within milliseconds; each trial is a fresh actor process (seconds to start),
+        # so at most the third trial can finish in between, never the fourth
         while process.poll() is None and len(finished_trials(tmp_path / "tune")) < 2:
             time.sleep(0.02)
     finally:
