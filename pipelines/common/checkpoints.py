@@ -40,11 +40,6 @@ def download_mlflow_artifacts(uri: str, tracking_uri: str | None = None) -> Path
 register_uri_resolver(MLFLOW_SCHEMES, download_mlflow_artifacts)
 
 
-def is_mlflow_uri(source: object) -> bool:
-    """True for ``runs:/...``, ``models:/...`` and ``mlflow-artifacts:/...`` strings."""
-    return isinstance(source, str) and source.startswith(MLFLOW_SCHEMES)
-
-
 def checkpoint_source(checkpoint: str, tracking_uri: str | None = None) -> tuple[str, str]:
     """``(source, tracking URI)`` for a folder, an MLflow URI or a bare 32-hex MLflow run id.
 
