@@ -127,28 +127,22 @@ def state_digest(model: torch.nn.Module, optimizer, scheduler, progress: dict) -
         else:
             digest.update(repr(value).encode())
 
-    feed(
-        {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "progress": {k: v for k, v in progress.items() if k != "state_hash"},
-        }
-    )
+    feed({**_training_state(model, optimizer, scheduler), "progress": {k: v for k, v in progress.items() if k != "state_hash"}})
     return digest.hexdigest()[:16]
 
 
+def _training_state(model: torch.nn.Module, optimizer, scheduler) -> dict:
+    """What ``training_state.pt`` holds, and what :func:`state_digest` fingerprints."""
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+    }
+
+
 def _save_training_state(directory: Path, model, optimizer, scheduler, state: dict) -> None:
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-        },
-        directory / "training_state.pt",
-    )
+    torch.save(_training_state(model, optimizer, scheduler), directory / "training_state.pt")
     (directory / "progress.json").write_text(json.dumps(state))
 
 
