@@ -121,10 +121,13 @@ def encode_flac(wave: torch.Tensor | np.ndarray, sample_rate: int = SAMPLE_RATE)
     return buffer.getvalue()
 
 
-def decode_audio(data: bytes) -> torch.Tensor:
-    """Decode stored FLAC/WAV bytes (already 16 kHz mono) to a float32 tensor, without checks."""
-    samples, _ = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
-    return torch.from_numpy(samples if samples.ndim == 1 else samples.mean(axis=1))
+def decode_audio(data: bytes, dtype: str = "float32") -> torch.Tensor:
+    """Decode stored FLAC/WAV bytes (already 16 kHz mono) to a tensor, without checks: float32 in
+    [-1, 1), or ``dtype="int16"`` PCM (exact for the 16-bit FLAC that ingest writes)."""
+    samples, _ = sf.read(io.BytesIO(data), dtype=dtype, always_2d=False)
+    if samples.ndim == 2:
+        samples = samples.mean(axis=1).round().astype(samples.dtype) if dtype == "int16" else samples.mean(axis=1)
+    return torch.from_numpy(samples)
 
 
 def quantisation_step(bits: int = 16) -> float:

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import yaml
 
+from mast_core.views import AugmentSettings
 from pipelines.common.config import ConfigError, build
 from pipelines.common.resources import config_dir
-from pipelines.data.stream import AugmentSettings
 from pipelines.data.synth import SynthSettings, synthesize
 from pipelines.evaluation.tasks import TaskConfig
 

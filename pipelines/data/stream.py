@@ -1,16 +1,23 @@
-"""Ray Data streaming of ingested shards into training: decode, crop, log-mel, augment.
+"""Ray Data streaming of ingested shards into training: decode and crop on CPUs, features on the device.
 
     sources --read_parquet (file order shuffled every epoch)--> rows (FLAC bytes, labels, split)
-            --map_batches(ClipFeaturizer, CPU actor pool)--> {view_a, view_b} or {spec, length, label}
+            --map_batches(decode_clips, CPU tasks)--> {wave: int16 (B, samples), length, label, id}
             --iter_torch_batches(collate_fn=to_torch, local_shuffle_buffer_size)--> torch tensors
+            --mast_core.views.ViewMaker, in the train worker on its device--> log-mel views
 
-Pretraining (`mode="pretrain"`) yields two independently augmented views per clip: log-mixup-exp
-with a FIFO memory, then normalisation, random resize crop and SpecAugment. Downstream
-(`mode="train"` / `"eval"`) yields one normalised view with or without augmentation, the valid
-frame count and the label. Randomness is fresh every epoch: the featurizer seeds each batch from
-``(seed, execution index, the batch's clip ids)``. Ray counts executions, and each epoch re-runs
-the unmaterialised pipeline. A given clip in a given batch therefore gets the same augmentation
-when a run is repeated, and a different one in the next epoch.
+Ray Data does only what needs no model and no state: filter the wanted splits or folds, decode,
+and cut each clip to ``frames_per_clip`` (a random window in the training modes, the centre in
+``eval``; shorter clips zero-padded, their valid frame count in ``length``). The waveforms travel as
+an Arrow tensor column of int16, 2 bytes a sample, where two float32 log-mel views took 16. Log-mel,
+normalisation and the augmentations (log-mixup-exp with its memory, random resize crop, SpecAugment)
+run batched in the consumer (:class:`mast_core.views.ViewMaker`), which also owns the mixup memory.
+
+Decoding is a stateless task, not an actor: Ray reuses its worker processes (and their imported
+torch) from one epoch to the next, so a new epoch's first batch comes after a fraction of a second
+instead of an actor's start-up (``benchmarks/data_pipeline.py``). Randomness is fresh every epoch:
+each batch's crop offsets are seeded from ``(seed, execution index, the batch's clip ids)``. Ray
+counts executions, and each epoch re-runs the unmaterialised pipeline. A given clip in a given
+batch therefore gets the same window when a run is repeated, and a different one in the next epoch.
 
 Several ingested datasets can form one mixture (AudioSet 10 % + FSD50K) with per-source weights:
 a weight of 2 reads each of the source's shards twice per epoch, 0.5 reads half of them.
@@ -20,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +35,9 @@ import torch
 from ray.data.collate_fn import NumpyBatchCollateFn
 
 from mast_core.audio import decode_audio
-from mast_core.augment import LogMixupExp, RandomResizeCrop, SpecAugment
-from mast_core.features import log_mel, normalize
+from mast_core.views import AugmentSettings, batch_seed
+
+__all__ = ["AugmentSettings", "DataConfigError", "Source", "StreamSettings", "build_stream", "decode_clips", "to_torch"]
 
 MODES = ("pretrain", "train", "eval")
 
@@ -55,27 +63,12 @@ class Source:
 
 
 @dataclass(frozen=True)
-class AugmentSettings:
-    mixup_ratio: float = 0.4
-    mixup_memory: int = 256
-    virtual_crop_scale: tuple[float, float] = (1.0, 1.5)
-    freq_scale: tuple[float, float] = (0.6, 1.5)
-    time_scale: tuple[float, float] = (0.6, 1.5)
-    freq_mask: int = 24
-    time_mask: int = 48
-    num_freq_masks: int = 1
-    num_time_masks: int = 1
-
-
-@dataclass(frozen=True)
 class StreamSettings:
     frames_per_clip: int = 1024
     mode: str = "pretrain"
-    batch_size: int = 32  # rows per featurizer call (not the training batch size)
-    decode_actors: int = 1  # CPU actors decoding and computing features
+    batch_size: int = 32  # rows per decoding task (not the training batch size)
+    decode_actors: int = 1  # decoding tasks in flight at once (one CPU each)
     seed: int = 0
-    augment: AugmentSettings = field(default_factory=AugmentSettings)
-    augment_downstream: bool = False  # mode "train": augment the single view
 
     def validate(self) -> None:
         if self.mode not in MODES:
@@ -135,7 +128,7 @@ def normalisation_stats(sources: list[Source]) -> tuple[float, float]:
 
 
 def _execution_index() -> int:
-    """Which execution (epoch) of the dataset this actor serves; Ray increments it per run."""
+    """Which execution (epoch) of the dataset this task serves; Ray increments it per run."""
     try:
         import ray.data
 
@@ -144,86 +137,58 @@ def _execution_index() -> int:
         return 0
 
 
-class ClipFeaturizer:
-    """Ray Data map_batches callable (one instance per CPU actor; also usable without Ray)."""
+def _wanted(batch: dict[str, np.ndarray], splits: tuple[str, ...] | None, folds: tuple[int, ...] | None) -> list[int]:
+    """Rows of the batch in the wanted splits and folds (a row without a fold is in no fold)."""
+    split_set = set(splits) if splits else None
+    fold_set = {int(fold) for fold in folds} if folds else None
+    return [
+        i
+        for i, split in enumerate(batch["split"])
+        if (split_set is None or split in split_set)
+        and (fold_set is None or (batch["fold"][i] == batch["fold"][i] and int(batch["fold"][i]) in fold_set))
+    ]
 
-    def __init__(
-        self,
-        settings: StreamSettings,
-        mean: float,
-        std: float,
-        splits: tuple[str, ...] | None = None,
-        folds: tuple[int, ...] | None = None,
-    ) -> None:
-        torch.set_num_threads(1)  # one actor per CPU: intra-op threads would oversubscribe
-        self.settings = settings
-        self.mean, self.std = mean, std
-        self.splits = set(splits) if splits else None
-        self.folds = {int(fold) for fold in folds} if folds else None
-        self.samples = samples_for_frames(settings.frames_per_clip)
-        self.execution = _execution_index()
-        aug = settings.augment
-        self.mixup = LogMixupExp(aug.mixup_ratio, aug.mixup_memory, seed=settings.seed)
-        self.crop = RandomResizeCrop(aug.virtual_crop_scale, aug.freq_scale, aug.time_scale, seed=settings.seed)
-        self.masks = SpecAugment(aug.freq_mask, aug.time_mask, aug.num_freq_masks, aug.num_time_masks, seed=settings.seed)
 
-    def _reseed(self, ids: list[str]) -> np.random.Generator:
-        digest = hashlib.sha1(f"{self.settings.seed}:{self.execution}:{ids[0]}:{ids[-1]}:{len(ids)}".encode()).digest()
-        seed = int.from_bytes(digest[:8], "little")
-        for offset, op in enumerate((self.mixup, self.crop, self.masks)):
-            op.generator.manual_seed(seed + offset)
-        return np.random.default_rng(seed)
+def _window(wave: torch.Tensor, samples: int, frames: int, rng: np.random.Generator | None) -> tuple[torch.Tensor, int]:
+    """``wave`` cut to ``samples`` (random offset with ``rng``, else the centre) or zero-padded; and
+    its valid frame count."""
+    length = wave.numel()
+    if length >= samples:
+        offset = int(rng.integers(0, length - samples + 1)) if rng is not None else (length - samples) // 2
+        return wave[offset : offset + samples], frames
+    padded = torch.zeros(samples, dtype=wave.dtype)
+    padded[:length] = wave
+    return padded, max(frames_for_samples(length), 16)
 
-    def _crop_or_pad(self, wave: torch.Tensor, rng: np.random.Generator, random_offset: bool) -> tuple[torch.Tensor, int]:
-        length = wave.numel()
-        if length >= self.samples:
-            offset = int(rng.integers(0, length - self.samples + 1)) if random_offset else (length - self.samples) // 2
-            return wave[offset : offset + self.samples], self.settings.frames_per_clip
-        padded = torch.zeros(self.samples)
-        padded[:length] = wave
-        return padded, max(frames_for_samples(length), 16)
 
-    def _augment(self, spec: torch.Tensor) -> torch.Tensor:
-        return self.masks(self.crop(normalize(self.mixup(spec), self.mean, self.std)))
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        keep = [
-            i
-            for i, split in enumerate(batch["split"])
-            if (self.splits is None or split in self.splits)
-            and (self.folds is None or (batch["fold"][i] == batch["fold"][i] and int(batch["fold"][i]) in self.folds))
-        ]
-        ids = [str(batch["id"][i]) for i in keep]
-        mode = self.settings.mode
-        if not keep:
-            return self._empty(mode)
-        rng = self._reseed(ids)
-        waves, frames = zip(*(self._crop_or_pad(decode_audio(batch["audio"][i]), rng, mode != "eval") for i in keep))
-        spec = log_mel(torch.stack(waves))  # (B, 128, frames_per_clip), one batched pass
-        if mode == "pretrain":
-            return {"view_a": self._augment(spec).numpy(), "view_b": self._augment(spec).numpy(), "id": np.asarray(ids)}
-        if mode == "train" and self.settings.augment_downstream:
-            features = self._augment(spec)
-        else:
-            features = normalize(spec, self.mean, self.std)
-        labels = [batch["label_indices"][i] for i in keep]
+def decode_clips(
+    batch: dict[str, np.ndarray],
+    settings: StreamSettings,
+    splits: tuple[str, ...] | None = None,
+    folds: tuple[int, ...] | None = None,
+) -> dict[str, np.ndarray]:
+    """Ray Data ``map_batches`` function (also usable without Ray): Parquet rows -> the wanted clips as
+    fixed-length int16 waveforms ``wave`` ``(B, samples)``, ``length`` (valid frames), ``label`` (the
+    first label index, -1 for none) and ``id``."""
+    samples = samples_for_frames(settings.frames_per_clip)
+    keep = _wanted(batch, splits, folds)
+    ids = [str(batch["id"][i]) for i in keep]
+    if not keep:
         return {
-            "spec": features.numpy(),
-            "length": np.asarray(frames, dtype=np.int64),
-            "label": np.asarray([int(label[0]) if len(label) else -1 for label in labels], dtype=np.int64),
-            "id": np.asarray(ids),
-        }
-
-    def _empty(self, mode: str) -> dict[str, np.ndarray]:
-        shape = (0, 128, self.settings.frames_per_clip)
-        if mode == "pretrain":
-            return {"view_a": np.zeros(shape, np.float32), "view_b": np.zeros(shape, np.float32), "id": np.asarray([], dtype=str)}
-        return {
-            "spec": np.zeros(shape, np.float32),
+            "wave": np.zeros((0, samples), np.int16),
             "length": np.zeros(0, np.int64),
             "label": np.zeros(0, np.int64),
             "id": np.asarray([], dtype=str),
         }
+    rng = np.random.default_rng(batch_seed(settings.seed, _execution_index(), ids)) if settings.mode != "eval" else None
+    waves, frames = zip(*(_window(decode_audio(batch["audio"][i], dtype="int16"), samples, settings.frames_per_clip, rng) for i in keep))
+    labels = [batch["label_indices"][i] for i in keep]
+    return {
+        "wave": torch.stack(waves).numpy(),
+        "length": np.asarray(frames, dtype=np.int64),
+        "label": np.asarray([int(label[0]) if len(label) else -1 for label in labels], dtype=np.int64),
+        "id": np.asarray(ids),
+    }
 
 
 class TorchCollate(NumpyBatchCollateFn):
@@ -236,23 +201,20 @@ class TorchCollate(NumpyBatchCollateFn):
 to_torch = TorchCollate()
 
 
-def build_stream(
-    sources: list[Source],
-    settings: StreamSettings,
-    stats: tuple[float, float] | None = None,
-):
-    """A lazy Ray Dataset of features; iterate it once per epoch (it re-executes with new randomness)."""
+def build_stream(sources: list[Source], settings: StreamSettings):
+    """A lazy Ray Dataset of waveform batches (:func:`decode_clips`); iterate it once per epoch (it
+    re-executes with new randomness). Features come from :class:`mast_core.views.ViewMaker` in the
+    consumer, with :func:`normalisation_stats` of the sources."""
     import ray.data
-    from ray.data import ActorPoolStrategy, FileShuffleConfig
+    from ray.data import FileShuffleConfig
 
     settings.validate()
     files = mixture_files(sources, settings.seed)
-    mean, std = stats if stats is not None else normalisation_stats(sources)
     splits = tuple(sorted({s for source in sources for s in (source.splits or ())})) or None
     folds = tuple(sorted({f for source in sources for f in (source.folds or ())})) or None
     # Ray 2.60's file-indexer reader (datasource v2) needs 2-4 s of planning and worker start-up
     # before its first block; the classic reader streams after ~0.2 s. One block per shard file
-    # (row groups of 256 clips inside) keeps the decoding actors busy without tiny read tasks.
+    # (row groups of 256 clips inside) keeps the decoding tasks busy without tiny read tasks.
     ray.data.DataContext.get_current().use_datasource_v2 = False
     dataset = ray.data.read_parquet(
         files,
@@ -260,10 +222,10 @@ def build_stream(
         override_num_blocks=len(files),
     ).select_columns(["id", "audio", "label_indices", "split"] + (["fold"] if folds else []))
     return dataset.map_batches(
-        ClipFeaturizer,
-        fn_constructor_kwargs={"settings": settings, "mean": mean, "std": std, "splits": splits, "folds": folds},
+        decode_clips,
+        fn_kwargs={"settings": settings, "splits": splits, "folds": folds},
         batch_size=settings.batch_size,
         batch_format="numpy",
-        compute=ActorPoolStrategy(size=settings.decode_actors),
+        concurrency=settings.decode_actors,
         num_cpus=1,
     )

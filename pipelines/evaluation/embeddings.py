@@ -22,7 +22,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from pipelines.data.stream import ClipFeaturizer, Source, StreamSettings, mixture_files
+from mast_core.views import ViewMaker
+from pipelines.data.stream import Source, StreamSettings, decode_clips, mixture_files
 
 
 def _sha256(path: Path) -> str:
@@ -53,12 +54,12 @@ class ClipEmbedder:
         torch.set_num_threads(1)
         self.device = torch.device(device)
         self.encoder, features = load_encoder(encoder_dir, map_location=self.device)
-        settings = StreamSettings(frames_per_clip=frames_per_clip, mode="eval")
-        self.featurizer = ClipFeaturizer(settings, features.mean, features.std)
+        self.settings = StreamSettings(frames_per_clip=frames_per_clip, mode="eval")
+        self.views = ViewMaker(features.mean, features.std)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        features = self.featurizer(batch)
-        spec = torch.from_numpy(features["spec"]).to(self.device)
+        features = decode_clips(batch, self.settings)
+        (spec,) = self.views(torch.from_numpy(features["wave"]).to(self.device))
         lengths = torch.from_numpy(features["length"]).to(self.device)
         with torch.no_grad():
             embedding = self.encoder(spec, lengths if int(lengths.min()) < spec.shape[-1] else None)

@@ -4,8 +4,9 @@ A trial is a Tune function that builds and fits a ``TorchTrainer``; its workers 
 and ``TuneReportCallback`` forwards the reports to Tune, so ASHA can stop weak trials early.
 Each worker trains :class:`mast_core.finetune.EncoderClassifier` (the encoder *and* a linear head,
 separate learning rates, optional layer-wise decay) on clips streamed by Ray Data
-(:func:`pipelines.data.build_stream`, ``mode="train"`` with log-mixup-exp and SpecAugment from the
-trial's config), and scores the validation clips after every epoch. The best epoch's weights are
+(:func:`pipelines.data.stream.build_stream`, waveforms that the worker turns into log-mel on its device,
+``mode="train"`` with log-mixup-exp and SpecAugment from the trial's config,
+:class:`mast_core.views.ViewMaker`), and scores the validation clips after every epoch. The best epoch's weights are
 kept in memory.
 
 Selection sees the train and validation clips only: a trial's Trainer is given no test dataset.
@@ -26,7 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from mast_core.finetune import FinetuneSettings
-from pipelines.data.stream import AugmentSettings, Source, StreamSettings, build_stream, to_torch
+from mast_core.views import AugmentSettings, ViewMaker
+from pipelines.data.stream import Source, StreamSettings, build_stream, to_torch
 from pipelines.evaluation.tasks import TaskConfig
 
 DATA_ACTORS_PER_TRIAL = 2  # one decoding actor for the training clips, one for the validation clips
@@ -41,14 +43,20 @@ def finetune_settings(config: dict) -> FinetuneSettings:
     return settings
 
 
-def role_stream(task: TaskConfig, selection: dict, settings: FinetuneSettings, mode: str, stats: tuple[float, float]):
-    """A Ray Dataset of one role's clips (``selection`` as from ``TaskConfig.selection``)."""
+def role_stream(task: TaskConfig, selection: dict, settings: FinetuneSettings, mode: str):
+    """A Ray Dataset of one role's clips as waveforms (``selection`` as from ``TaskConfig.selection``)."""
     source = Source(
         task.shards,
         splits=tuple(selection["splits"]) if "splits" in selection else None,
         folds=tuple(selection["folds"]) if "folds" in selection else None,
     )
-    augment = AugmentSettings(
+    stream = StreamSettings(frames_per_clip=task.frames_per_clip, mode=mode, batch_size=32, decode_actors=1, seed=settings.seed)
+    return build_stream([source], stream)
+
+
+def train_augmentation(settings: FinetuneSettings) -> AugmentSettings:
+    """The fine-tune view chain: the trial's log-mixup-exp ratio and SpecAugment widths, no crop."""
+    return AugmentSettings(
         mixup_ratio=settings.mixup_ratio,
         freq_mask=settings.freq_mask,
         time_mask=settings.time_mask,
@@ -56,28 +64,19 @@ def role_stream(task: TaskConfig, selection: dict, settings: FinetuneSettings, m
         freq_scale=(1.0, 1.0),
         time_scale=(1.0, 1.0),
     )
-    stream = StreamSettings(
-        frames_per_clip=task.frames_per_clip,
-        mode=mode,
-        batch_size=32,
-        decode_actors=1,
-        seed=settings.seed,
-        augment=augment,
-        augment_downstream=mode == "train",
-    )
-    return build_stream([source], stream, stats=stats)
 
 
-def _accuracy(model: torch.nn.Module, shard, batch_size: int, device: torch.device) -> tuple[float, int]:
+def _accuracy(model: torch.nn.Module, shard, views: ViewMaker, batch_size: int, device: torch.device) -> tuple[float, int]:
     """(accuracy, clips scored) over this worker's shard, summed over all workers."""
     correct = torch.zeros(2, dtype=torch.float64, device=device)
     model.eval()
     with torch.no_grad():
         for batch in shard.iter_torch_batches(batch_size=batch_size, collate_fn=to_torch, device=device):
             keep = batch["label"] >= 0
-            spec, lengths = batch["spec"][keep], batch["length"][keep]
-            if len(spec) == 0:
+            if not bool(keep.any()):
                 continue
+            (spec,) = views(batch["wave"][keep])
+            lengths = batch["length"][keep]
             logits = model(spec, lengths if int(lengths.min()) < spec.shape[-1] else None)
             correct += torch.tensor(
                 [float((logits.argmax(1) == batch["label"][keep]).sum()), float(len(spec))], dtype=torch.float64, device=device
@@ -108,6 +107,9 @@ def train_loop(config: dict) -> None:
     bare = model.module if hasattr(model, "module") else model
     train = ray.train.get_dataset_shard("train")
     validation = ray.train.get_dataset_shard("validation")
+    mean, std = config["stats"]
+    train_views = ViewMaker(mean, std, train_augmentation(settings), seed=settings.seed)
+    eval_views = ViewMaker(mean, std)
 
     best_accuracy, best_epoch, best_state, stale = -1.0, 0, None, 0
     for epoch in range(settings.max_epochs):
@@ -122,15 +124,17 @@ def train_loop(config: dict) -> None:
             local_shuffle_seed=settings.seed + epoch,
         ):
             keep = batch["label"] >= 0
-            spec, lengths, labels = batch["spec"][keep], batch["length"][keep], batch["label"][keep]
-            if len(spec) == 0:
+            if not bool(keep.any()):
                 continue
+            ids = [clip for clip, kept in zip(batch["id"], keep.tolist()) if kept]
+            (spec,) = train_views(batch["wave"][keep], ids, epoch)
+            lengths, labels = batch["length"][keep], batch["label"][keep]
             loss = F.cross_entropy(model(spec, lengths if int(lengths.min()) < spec.shape[-1] else None), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total, seen = total + float(loss) * len(spec), seen + len(spec)
-        accuracy, val_clips = _accuracy(model, validation, settings.batch_size, device)
+        accuracy, val_clips = _accuracy(model, validation, eval_views, settings.batch_size, device)
         trained = torch.tensor([float(seen)], dtype=torch.float64, device=device)  # clips trained on, all workers
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(trained)
@@ -155,7 +159,7 @@ def train_loop(config: dict) -> None:
             break
     if config.get("test"):
         bare.load_state_dict(best_state)
-        test_accuracy, _ = _accuracy(model, ray.train.get_dataset_shard("test"), settings.batch_size, device)
+        test_accuracy, _ = _accuracy(model, ray.train.get_dataset_shard("test"), eval_views, settings.batch_size, device)
         final = {"val_accuracy": best_accuracy, "test_accuracy": test_accuracy, "best_epoch": best_epoch, "epoch": best_epoch}
         # Train V2 returns the metrics of the last *checkpoint*, so the final report carries a small one
         with tempfile.TemporaryDirectory() as folder:
@@ -191,17 +195,18 @@ def fit_round(
 
     roles = task.selection(fold)
     datasets = {
-        "train": role_stream(task, roles["train"], settings, "train", stats),
-        "validation": role_stream(task, roles["validation"], settings, "eval", stats),
+        "train": role_stream(task, roles["train"], settings, "train"),
+        "validation": role_stream(task, roles["validation"], settings, "eval"),
     }
     if with_test:
-        datasets["test"] = role_stream(task, roles["test"], settings, "eval", stats)
+        datasets["test"] = role_stream(task, roles["test"], settings, "eval")
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={
             "settings": asdict(settings),
             "encoder_dir": str(Path(encoder_dir).resolve()),
             "num_classes": num_classes,
+            "stats": tuple(stats),
             "test": with_test,
         },
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker={"CPU": cpus_per_worker}),

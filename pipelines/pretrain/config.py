@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Literal
 
 from mast_core.registry import ARCHITECTURES, OBJECTIVES, check_pairing
+from mast_core.views import AugmentSettings
 from pipelines.common.config import ConfigError, build
-from pipelines.data.stream import AugmentSettings, Source
+from pipelines.data.stream import Source
 
 
 @dataclass

@@ -112,9 +112,10 @@ def open_tracking(config: PretrainConfig, tracking_uri: str | None) -> tuple[str
     return tracking_uri, run_id
 
 
-def stream_datasets(config: PretrainConfig, sources: list, stats: tuple[float, float], dataset=None) -> dict:
-    """The Train datasets: ``train``, the augmented pretraining stream of the shards (or ``dataset``),
-    and ``val``, the first ``val_clips`` of the validation sources, materialised once."""
+def stream_datasets(config: PretrainConfig, sources: list, dataset=None) -> dict:
+    """The Train datasets: ``train``, the pretraining stream of the shards' waveforms (or ``dataset``),
+    and ``val``, the first ``val_clips`` of the validation sources, materialised once. The workers
+    turn waveforms into augmented views on their own device."""
 
     def settings(seed: int) -> StreamSettings:
         return StreamSettings(
@@ -123,13 +124,12 @@ def stream_datasets(config: PretrainConfig, sources: list, stats: tuple[float, f
             batch_size=config.data.featurize_batch,
             decode_actors=config.data.decode_actors,
             seed=seed,
-            augment=config.data.augment,
         )
 
-    datasets = {"train": dataset if dataset is not None else build_stream(sources, settings(config.data.seed), stats)}
+    datasets = {"train": dataset if dataset is not None else build_stream(sources, settings(config.data.seed))}
     if config.data.validation_sources:
         try:
-            val_stream = build_stream([v.to_source() for v in config.data.validation_sources], settings(config.data.seed + 1), stats)
+            val_stream = build_stream([v.to_source() for v in config.data.validation_sources], settings(config.data.seed + 1))
         except DataConfigError as error:
             raise ConfigError(f"data.validation_sources: {error}") from None
         datasets["val"] = val_stream.limit(config.data.val_clips).materialize()
@@ -208,7 +208,7 @@ def pretrain(config: PretrainConfig, tracking_uri: str | None = None, dataset=No
     sources, stats = check_data(config, dataset, stats)  # 1. (the config itself was checked when loaded)
     tracking_uri, run_id = open_tracking(config, tracking_uri)  # 3. before Ray: a clashing config fails at once
     init_ray()  # 2.
-    datasets = stream_datasets(config, sources, stats, dataset)  # 4.
+    datasets = stream_datasets(config, sources, dataset)  # 4.
     result = build_trainer(config, datasets, {"tracking_uri": tracking_uri, "run_id": run_id, "stats": stats}).fit()
     client = MlflowClient(tracking_uri)
     if result.error is not None:

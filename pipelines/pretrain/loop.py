@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from mast_core.contracts import Objective
+from mast_core.views import ViewMaker
 from pipelines.common.runtime import worker_print
 from pipelines.common.tracking import quick_mlflow_failures
 from pipelines.data.stream import to_torch
@@ -197,6 +198,11 @@ class PretrainWorker:
         self.wrapped = DistributedDataParallel(self.model, broadcast_buffers=False) if self.ddp else self.model
         self.train_shard = ray.train.get_dataset_shard("train")
         self.val_shard = ray.train.get_dataset_shard("val") if loop_config.get("has_val") else None
+        # features on this worker's device: the stream ships int16 waveforms (pipelines.data.stream)
+        mean, std = loop_config["stats"]
+        views = len(self.model.views)
+        self.train_views = ViewMaker(mean, std, config.data.augment, seed=config.data.seed, views=views)
+        self.val_views = ViewMaker(mean, std, config.data.augment, seed=config.data.seed + 1, views=views)
         self.metrics = MetricBuffer(loop_config["tracking_uri"], loop_config["run_id"]) if self.rank == 0 else None
         if self.rank == 0:  # the group size as the workers see it, not as configured (tests read it)
             _tag_run(loop_config, {"mast.world_size": str(self.world)})
@@ -224,6 +230,14 @@ class PretrainWorker:
         self.window_start, self.samples, self.data_wait = time.perf_counter(), 0, 0.0
         self.loss_sum, self.stats_sum, self.micro = 0.0, {}, 0
 
+    def views_of(self, batch: dict, maker: ViewMaker) -> dict[str, torch.Tensor]:
+        """The objective's input views of a stream batch, computed on this worker's device. A dataset
+        of ready views (``pretrain(dataset=...)``, the throughput benchmark) is passed through."""
+        if "wave" not in batch:
+            return {key: batch[key].to(self.device) for key in self.model.views}
+        tensors = maker(batch["wave"].to(self.device), batch["id"], self.progress["epoch"])
+        return dict(zip(self.model.views, tensors))
+
     def optimizer_steps(self):
         """3. Step: forward and backward per batch, an optimiser step (and the objective's own update,
         the EMA teacher for SS-MAST) every ``grad_accum`` batches. Yields the step count after each
@@ -241,7 +255,7 @@ class PretrainWorker:
             fetch_start = time.perf_counter()
             for batch in batches:
                 self.data_wait += time.perf_counter() - fetch_start
-                views = {key: batch[key].to(self.device) for key in self.model.views}  # the keys this objective reads
+                views = self.views_of(batch, self.train_views)
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
                     loss, stats = self.wrapped(views)
                 (loss / config.optim.grad_accum).backward()
@@ -277,7 +291,7 @@ class PretrainWorker:
         total_loss = torch.zeros(2, device=device)  # (sum of batch losses, batches)
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
             for batch in self.val_shard.iter_torch_batches(batch_size=self.config.optim.batch_size, collate_fn=to_torch):
-                loss, _ = model({key: batch[key].to(device) for key in model.views})
+                loss, _ = model(self.views_of(batch, self.val_views))
                 total_loss += torch.stack([loss.detach().float(), torch.ones((), device=device)])
         if self.ddp:
             torch.distributed.all_reduce(total_loss)

@@ -9,14 +9,16 @@ import pytest
 import torch
 
 from fixtures.layouts import write_layout
-from mast_core.features import num_frames
+from mast_core.audio import decode_audio
+from mast_core.features import log_mel, normalize, num_frames
+from mast_core.views import AugmentSettings, ViewMaker
 from pipelines.data.ingest import IngestSettings, ingest
 from pipelines.data.stream import (
-    ClipFeaturizer,
     DataConfigError,
     Source,
     StreamSettings,
     build_stream,
+    decode_clips,
     frames_for_samples,
     mixture_files,
     samples_for_frames,
@@ -55,26 +57,54 @@ def test_frame_arithmetic():
     assert frames_for_samples(399) == 0
 
 
+def test_the_stream_ships_int16_waveforms_in_an_arrow_tensor_column(shards):
+    """No pickled-object fallback: the decoded blocks hold the waveforms as a fixed-shape Arrow tensor."""
+    import pyarrow as pa
+    from ray.data.extensions import ArrowTensorType, ArrowTensorTypeV2
+
+    source = Source(str(shards["speech_commands"]), splits=("train",))
+    stream = build_stream([source], StreamSettings(frames_per_clip=FRAMES, mode="pretrain", batch_size=8, seed=3))
+    block = stream.limit(8).to_arrow_refs()[0]
+    import ray
+
+    schema = ray.get(block).schema
+    wave = schema.field("wave").type
+    assert isinstance(wave, (ArrowTensorType, ArrowTensorTypeV2)), schema
+    assert wave.storage_type.value_type == pa.int16() and wave.shape == (samples_for_frames(FRAMES),)
+    assert schema.field("length").type == pa.int64() and schema.field("label").type == pa.int64()
+
+
 def test_pretraining_views_differ_between_views_and_epochs(shards):
     source = Source(str(shards["speech_commands"]), splits=("train",))
     manifest = json.loads((shards["speech_commands"] / "manifest.json").read_text())
     stream = build_stream([source], StreamSettings(frames_per_clip=FRAMES, mode="pretrain", batch_size=8, seed=3))
-    first_a, first_b = collect(stream, "view_a", "view_b")
-    (second_a,) = collect(stream, "view_a")  # the same dataset iterated again: the next epoch
-    assert len(first_a) == manifest["splits"]["train"] == len(second_a)
-    clip = sorted(first_a)[0]
-    assert first_a[clip].shape == (128, FRAMES) and first_a[clip].dtype == np.float32
-    assert not np.allclose(first_a[clip], first_b[clip])  # two views of one clip
-    assert not np.allclose(first_a[clip], second_a[clip])  # fresh augmentation next epoch
-    assert all(np.isfinite(view).all() for view in first_a.values())
+    (first,) = collect(stream, "wave")
+    (second,) = collect(stream, "wave")  # the same dataset iterated again: the next epoch
+    assert len(first) == manifest["splits"]["train"] == len(second)
+    clip = sorted(first)[0]
+    assert first[clip].shape == (samples_for_frames(FRAMES),) and first[clip].dtype == np.int16
+    # 1 s clips, a 0.995 s window: a fresh random window every epoch for some clips
+    assert any(not np.array_equal(first[c], second[c]) for c in first)
+    # what a train worker does with a batch: two augmented views, different from each other and
+    # from the next epoch's views of the same batch
+    ids = sorted(first)[:8]
+    waves = torch.from_numpy(np.stack([first[c] for c in ids]))
+    maker = ViewMaker(-5.0, 4.0, AugmentSettings(), seed=3, views=2)
+    maker(waves, ids, epoch=0)  # fills the mixup memory
+    view_a, view_b = maker(waves, ids, epoch=0)
+    next_a, _ = maker(waves, ids, epoch=1)
+    assert view_a.shape == (8, 128, FRAMES) and view_a.dtype == torch.float32
+    assert not torch.allclose(view_a, view_b)  # two views of one clip
+    assert not torch.allclose(view_a, next_a)  # fresh augmentation next epoch
+    assert torch.isfinite(view_a).all() and torch.isfinite(view_b).all()
 
 
 def test_downstream_eval_stream_is_deterministic_with_labels_and_lengths(shards):
     source = Source(str(shards["us8k"]))
     manifest = json.loads((shards["us8k"] / "manifest.json").read_text())
     stream = build_stream([source], StreamSettings(frames_per_clip=300, mode="eval", batch_size=8))
-    first, lengths, labels = collect(stream, "spec", "length", "label")
-    (second,) = collect(stream, "spec")
+    first, lengths, labels = collect(stream, "wave", "length", "label")
+    (second,) = collect(stream, "wave")
     assert set(first) == set(second) and len(first) == manifest["written"]
     for clip in first:
         np.testing.assert_array_equal(first[clip], second[clip])
@@ -83,7 +113,7 @@ def test_downstream_eval_stream_is_deterministic_with_labels_and_lengths(shards)
     rows = {
         row["id"]: row
         for shard in manifest["shards"]
-        for row in pq.read_table(shards["us8k"] / shard["file"], columns=["id", "num_samples", "label_indices"]).to_pylist()
+        for row in pq.read_table(shards["us8k"] / shard["file"], columns=["id", "audio", "num_samples", "label_indices"]).to_pylist()
     }
     assert set(rows) == set(first)
     assert {clip: int(label) for clip, label in labels.items()} == {clip: row["label_indices"][0] for clip, row in rows.items()}
@@ -91,15 +121,25 @@ def test_downstream_eval_stream_is_deterministic_with_labels_and_lengths(shards)
     assert {clip: int(n) for clip, n in lengths.items()} == expected_lengths
     assert min(expected_lengths.values()) < 300  # fixture clips are shorter than 3 s: padding is exercised
     assert len({row["label_indices"][0] for row in rows.values()}) > 1  # a label mix-up between clips shows
+    # features: the consumer's log-mel of each shipped waveform equals the reference computed
+    # directly from the clip's FLAC (decoded, centred or zero-padded, log-mel, normalised)
+    samples, views = samples_for_frames(300), ViewMaker(-5.0, 4.0)
+    for clip in sorted(first)[:6]:
+        wave = decode_audio(rows[clip]["audio"])
+        offset = max(0, (len(wave) - samples) // 2)
+        reference = torch.zeros(samples)
+        reference[: min(samples, len(wave))] = wave[offset : offset + samples]
+        (spec,) = views(torch.from_numpy(first[clip][None]))
+        torch.testing.assert_close(spec[0], normalize(log_mel(reference), -5.0, 4.0), rtol=0, atol=1e-5)
 
 
 def test_split_filter_and_torch_batches(shards):
     source = Source(str(shards["speech_commands"]), splits=("validation",))
     manifest = json.loads((shards["speech_commands"] / "manifest.json").read_text())
-    stream = build_stream([source], StreamSettings(frames_per_clip=FRAMES, mode="train", batch_size=4, augment_downstream=True))
+    stream = build_stream([source], StreamSettings(frames_per_clip=FRAMES, mode="train", batch_size=4))
     total = 0
     for batch in stream.iter_torch_batches(batch_size=4, local_shuffle_buffer_size=8, collate_fn=to_torch):
-        assert batch["spec"].dtype == torch.float32 and batch["spec"].shape[1:] == (128, FRAMES)
+        assert batch["wave"].dtype == torch.int16 and batch["wave"].shape[1:] == (samples_for_frames(FRAMES),)
         total += len(batch["label"])
     assert total == manifest["splits"]["validation"]
 
@@ -125,14 +165,14 @@ def test_bad_sources_and_settings_fail_before_work(tmp_path):
         StreamSettings(mode="finetune").validate()
 
 
-def test_featurizer_runs_without_ray(shards):
-    import pyarrow.parquet as pq
-
+def test_decoding_runs_without_ray(shards):
     manifest = json.loads((shards["us8k"] / "manifest.json").read_text())
     table = pq.read_table(shards["us8k"] / manifest["shards"][0]["file"])
     batch = {name: table.column(name).to_numpy(zero_copy_only=False) for name in ("id", "audio", "label_indices", "split")}
-    out = ClipFeaturizer(StreamSettings(frames_per_clip=FRAMES, mode="pretrain", seed=1), 0.0, 1.0)(batch)
-    assert out["view_a"].shape == (table.num_rows, 128, FRAMES)
+    out = decode_clips(batch, StreamSettings(frames_per_clip=FRAMES, mode="pretrain", seed=1))
+    assert out["wave"].shape == (table.num_rows, samples_for_frames(FRAMES)) and out["wave"].dtype == np.int16
+    # the same batch decoded again outside Ray: the same windows (seeded by its clip ids)
+    np.testing.assert_array_equal(out["wave"], decode_clips(batch, StreamSettings(frames_per_clip=FRAMES, mode="pretrain", seed=1))["wave"])
 
 
 @pytest.mark.slow
@@ -147,7 +187,7 @@ def test_data_pipeline_feeds_a_two_worker_torch_trainer(shards, tmp_path):
         torch.set_num_threads(1)
         rows = 0
         for batch in ray.train.get_dataset_shard("train").iter_torch_batches(batch_size=4, collate_fn=to_torch):
-            rows += len(batch["view_a"])
+            rows += len(batch["wave"])
         rank = ray.train.get_context().get_world_rank()
         (Path(config["out"]) / f"rows-{rank}").write_text(str(rows))
 

@@ -10,8 +10,9 @@ import torch
 from fixtures.layouts import write_layout
 from mast_core.checkpoint import FeatureSettings, save_encoder
 from mast_core.mast import mast_tiny
+from mast_core.views import ViewMaker
 from pipelines.data.ingest import IngestSettings, ingest
-from pipelines.data.stream import ClipFeaturizer, StreamSettings
+from pipelines.data.stream import StreamSettings, decode_clips
 from pipelines.evaluation.embeddings import embed_task, load_embeddings
 
 QUIET = lambda line: None  # noqa: E731
@@ -52,9 +53,10 @@ def test_embedding_matches_the_encoder_on_that_clip(task):
     table = pq.read_table(shards / manifest["shards"][-1]["file"])
     batch = {name: table.column(name).to_numpy(zero_copy_only=False) for name in ("id", "audio", "label_indices", "split")}
     encoder, features = load_encoder(encoder_dir)
-    direct = ClipFeaturizer(StreamSettings(frames_per_clip=300, mode="eval"), features.mean, features.std)(batch)
+    direct = decode_clips(batch, StreamSettings(frames_per_clip=300, mode="eval"))
+    (spec,) = ViewMaker(features.mean, features.std)(torch.from_numpy(direct["wave"]))
     with torch.no_grad():
-        expected = encoder(torch.from_numpy(direct["spec"]), torch.from_numpy(direct["length"]))
+        expected = encoder(spec, torch.from_numpy(direct["length"]))
     position = {clip_id: i for i, clip_id in enumerate(data["id"])}
     for row, clip_id in enumerate(direct["id"]):
         np.testing.assert_allclose(data["embedding"][position[str(clip_id)]].numpy(), expected[row].numpy(), atol=1e-5)

@@ -1,0 +1,87 @@
+"""Waveforms to model inputs, batched on the consumer's device: log-mel, normalisation, augmentation.
+
+The data stream ships fixed-length int16 waveforms (``pipelines.data.stream``); the process that
+trains or embeds turns each batch into features here, on its own device (the GPU when there is
+one), so the object store carries 2 bytes per sample instead of two float32 spectrograms per clip.
+
+    maker = ViewMaker(mean, std, augment=AugmentSettings(), seed=0, views=2)
+    view_a, view_b = maker(waves, ids, epoch)        # waves: (B, samples) int16 or float
+
+Without ``augment`` every view is ``normalize(log_mel(wave))``. With it, each view is, in order,
+log-mixup-exp on the natural-log mel power (with a FIFO memory of earlier clips, kept by this
+maker across batches), normalisation, random resize crop and SpecAugment: the chain the stream ran
+before features moved to the device. Randomness is reseeded every batch from ``(seed, epoch, the
+batch's clip ids)``, so a batch gets the same augmentation when a run is repeated and a fresh one
+the next epoch, independently of the device and of the global RNG.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from mast_core.augment import LogMixupExp, RandomResizeCrop, SpecAugment
+from mast_core.features import log_mel, normalize
+
+INT16_SCALE = 32768.0  # int16 PCM -> float in [-1, 1), as soundfile reads 16-bit audio
+
+
+@dataclass(frozen=True)
+class AugmentSettings:
+    """The view chain's settings (``data.augment`` in a pretraining config)."""
+
+    mixup_ratio: float = 0.4
+    mixup_memory: int = 256
+    virtual_crop_scale: tuple[float, float] = (1.0, 1.5)
+    freq_scale: tuple[float, float] = (0.6, 1.5)
+    time_scale: tuple[float, float] = (0.6, 1.5)
+    freq_mask: int = 24
+    time_mask: int = 48
+    num_freq_masks: int = 1
+    num_time_masks: int = 1
+
+
+def to_float(waves: torch.Tensor) -> torch.Tensor:
+    """int16 PCM (as the stream ships it) or float waveforms -> float32 in [-1, 1)."""
+    if waves.dtype == torch.int16:
+        return waves.float() / INT16_SCALE
+    return waves.float()
+
+
+def batch_seed(seed: int, epoch: int, ids: Sequence[str]) -> int:
+    """The seed of one batch's augmentation: its clips, the epoch and the run's seed."""
+    if not ids:
+        return seed
+    digest = hashlib.sha1(f"{seed}:{epoch}:{ids[0]}:{ids[-1]}:{len(ids)}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+class ViewMaker:
+    """``views`` feature tensors ``(B, 128, frames)`` per waveform batch, on the batch's device."""
+
+    def __init__(self, mean: float, std: float, augment: AugmentSettings | None = None, seed: int = 0, views: int = 1) -> None:
+        if views < 1:
+            raise ValueError(f"views must be >= 1, got {views}")
+        self.mean, self.std, self.seed, self.views = float(mean), float(std), int(seed), int(views)
+        self.augment = augment
+        if augment is not None:
+            self.mixup = LogMixupExp(augment.mixup_ratio, augment.mixup_memory, seed=seed)
+            self.crop = RandomResizeCrop(augment.virtual_crop_scale, augment.freq_scale, augment.time_scale, seed=seed)
+            self.masks = SpecAugment(augment.freq_mask, augment.time_mask, augment.num_freq_masks, augment.num_time_masks, seed=seed)
+
+    def features(self, waves: torch.Tensor) -> torch.Tensor:
+        """Natural-log mel power of a waveform batch (no normalisation, no augmentation)."""
+        return log_mel(to_float(waves))
+
+    def __call__(self, waves: torch.Tensor, ids: Sequence[str] = (), epoch: int = 0) -> list[torch.Tensor]:
+        spec = self.features(waves)
+        if self.augment is None:
+            view = normalize(spec, self.mean, self.std)
+            return [view] * self.views
+        seed = batch_seed(self.seed, epoch, list(ids))
+        for offset, op in enumerate((self.mixup, self.crop, self.masks)):
+            op.generator.manual_seed(seed + offset)
+        return [self.masks(self.crop(normalize(self.mixup(spec), self.mean, self.std))) for _ in range(self.views)]
