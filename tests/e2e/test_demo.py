@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import subprocess
 import sys
 
@@ -17,8 +18,10 @@ TASKS = ["synth_keywords", "synth_languages"]
 
 
 @pytest.mark.slow
-def test_demo_runs_every_step_and_a_rerun_reuses_finished_work(tmp_path):
+def test_demo_runs_every_step_and_a_rerun_reuses_finished_work(tmp_path, ray_address):
     workdir = tmp_path / "demo"
+    # both runs join the session's Ray, as `mast demo` joins a cluster named by RAY_ADDRESS
+    env = {**os.environ, "RAY_ADDRESS": ray_address}
     command = [
         sys.executable,
         "-m",
@@ -41,7 +44,7 @@ def test_demo_runs_every_step_and_a_rerun_reuses_finished_work(tmp_path):
         "--trials",
         "2",
     ]
-    first = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    first = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     for number in range(1, 7):
         assert f"[demo {number}/6]" in first.stdout
@@ -70,7 +73,7 @@ def test_demo_runs_every_step_and_a_rerun_reuses_finished_work(tmp_path):
     parents = [run for run in sweep_runs if "mlflow.parentRunId" not in run.data.tags]
     assert len(parents) == 4 and len(sweep_runs) == 4 + 4 * 2  # four sweeps of two trials each
 
-    second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "reusing the pretrained mast_tiny" in second.stdout
     assert "[pretrain] step" not in second.stdout + second.stderr
