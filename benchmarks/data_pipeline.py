@@ -1,14 +1,16 @@
-"""Data throughput on the same shards in one run: decode + crop + log-mel, three ways.
+"""Data throughput on the same shards in one run: decode + crop + log-mel + normalise, three ways.
 
-(a) a single process looping over the shards with the featurizer,
-(b) the Ray Data pipeline (`pipelines.data.build_stream`) with 2 decoding actors,
-(c) a torch DataLoader with 2 worker processes running the same featurizer.
+(a) a single process looping over the shards: ``decode_clips`` then ``ViewMaker`` (the features),
+(b) the Ray Data pipeline (`pipelines.data.stream.build_stream`): decoding tasks on --workers CPUs
+    shipping int16 waveforms, features in the consuming process (as a train worker computes them),
+    iterated for --epochs epochs of the same lazy dataset,
+(c) a torch DataLoader with --workers worker processes doing (a)'s work.
 
 All three do the same work per clip (FLAC decode, centre crop to --frames, batched Kaldi log-mel,
 normalisation), so clips/s compare directly; (b)/(a) is reported per decoding CPU. Each pass
 reads the shards ``--repeat`` times (a source weight), like one long epoch. The time includes
-start-up: spawning actors or workers and importing torch takes a few seconds, which a real
-epoch amortises, and the "first batch" column shows how much of it there was. Run
+start-up: the first epoch of (b) and (c) pays for worker processes and their torch import, and the
+"first batch" column shows how much; later epochs of (b) reuse Ray's worker processes. Run
 ``benchmarks/ingest.py`` first (it leaves shards in --work/shards).
 
     python benchmarks/data_pipeline.py --work /tmp/mast-bench --frames 998 --repeat 4
@@ -45,32 +47,47 @@ def timed(batches) -> tuple[int, float, float, int]:
     return clips, first or 0.0, time.perf_counter() - started, first_clips
 
 
+def featurized(batch: dict, views) -> dict:
+    """A decoded batch with its features computed, as a train worker computes them."""
+    import torch
+
+    (spec,) = views(torch.as_tensor(batch["wave"]))
+    return {"spec": spec, "label": batch["label"]}
+
+
 def single_process(files, settings, stats):
-    from pipelines.data.stream import ClipFeaturizer
+    import torch
 
-    featurizer = ClipFeaturizer(settings, *stats)
-    return (featurizer(batch) for batch in shard_batches(files, settings.batch_size))
+    from mast_core.views import ViewMaker
+    from pipelines.data.stream import decode_clips
+
+    torch.set_num_threads(1)
+    views = ViewMaker(*stats)
+    return (featurized(decode_clips(batch, settings), views) for batch in shard_batches(files, settings.batch_size))
 
 
-def ray_pipeline(sources, settings, stats):
-    from pipelines.data.stream import build_stream
+def ray_pipeline(dataset, settings, stats):
+    from mast_core.views import ViewMaker
 
-    return build_stream(sources, settings, stats).iter_batches(batch_size=settings.batch_size)
+    views = ViewMaker(*stats)
+    return (featurized(batch, views) for batch in dataset.iter_batches(batch_size=settings.batch_size))
 
 
 def dataloader(files, settings, stats, workers: int):
     import torch
     from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-    from pipelines.data.stream import ClipFeaturizer
+    from mast_core.views import ViewMaker
+    from pipelines.data.stream import decode_clips
 
     class Shards(IterableDataset):
         def __iter__(self):
             info = get_worker_info()
+            torch.set_num_threads(1)
             mine = files[info.id :: info.num_workers] if info else files
-            featurizer = ClipFeaturizer(settings, *stats)
+            views = ViewMaker(*stats)
             for batch in shard_batches(mine, settings.batch_size):
-                yield {key: torch.from_numpy(value) for key, value in featurizer(batch).items() if key != "id"}
+                yield featurized(decode_clips(batch, settings), views)
 
     return iter(DataLoader(Shards(), batch_size=None, num_workers=workers))
 
@@ -82,25 +99,27 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2, help="decoding actors / DataLoader workers")
     parser.add_argument("--repeat", type=int, default=4, help="read the shards this many times per pass")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs of the Ray pipeline (the first pays start-up)")
     args = parser.parse_args()
 
     from pipelines.common.runtime import init_ray
-    from pipelines.data.stream import Source, StreamSettings, mixture_files, normalisation_stats
+    from pipelines.data.stream import Source, StreamSettings, build_stream, mixture_files, normalisation_stats
 
     sources = [Source(str(args.work / "shards"), weight=float(args.repeat))]
     files = mixture_files(sources)
     stats = normalisation_stats(sources)
     settings = StreamSettings(frames_per_clip=args.frames, mode="eval", batch_size=args.batch, decode_actors=args.workers)
-    # Ray gets 2 more logical CPUs than decoding actors: the file listing and the read tasks each
+    # Ray gets 2 more logical CPUs than decoding tasks: the file listing and the read tasks each
     # need a whole logical CPU (docs/design.md, "Platform notes"), though they use almost none.
     init_ray(num_cpus=args.workers + 2)
+    dataset = build_stream(sources, settings)  # one lazy dataset, iterated once per epoch
 
+    passes = [("(a) single process", lambda: single_process(files, settings, stats), 1)]
+    for epoch in range(1, args.epochs + 1):
+        passes.append((f"(b) Ray Data, {args.workers} tasks, epoch {epoch}", lambda: ray_pipeline(dataset, settings, stats), args.workers))
+    passes.append((f"(c) DataLoader, {args.workers} workers", lambda: dataloader(files, settings, stats, args.workers), args.workers))
     rows = []
-    for name, run, cpus in (
-        ("(a) single process", lambda: single_process(files, settings, stats), 1),
-        (f"(b) Ray Data, {args.workers} actors", lambda: ray_pipeline(sources, settings, stats), args.workers),
-        (f"(c) DataLoader, {args.workers} workers", lambda: dataloader(files, settings, stats, args.workers), args.workers),
-    ):
+    for name, run, cpus in passes:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         rows.append((name, *timed(run()), cpus))  # (name, clips, first, seconds, first clips, cpus)
 

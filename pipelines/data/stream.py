@@ -206,7 +206,7 @@ def build_stream(sources: list[Source], settings: StreamSettings):
     re-executes with new randomness). Features come from :class:`mast_core.views.ViewMaker` in the
     consumer, with :func:`normalisation_stats` of the sources."""
     import ray.data
-    from ray.data import FileShuffleConfig
+    from ray.data import FileShuffleConfig, TaskPoolStrategy
 
     settings.validate()
     files = mixture_files(sources, settings.seed)
@@ -226,6 +226,6 @@ def build_stream(sources: list[Source], settings: StreamSettings):
         fn_kwargs={"settings": settings, "splits": splits, "folds": folds},
         batch_size=settings.batch_size,
         batch_format="numpy",
-        concurrency=settings.decode_actors,
+        compute=TaskPoolStrategy(size=settings.decode_actors),
         num_cpus=1,
     )

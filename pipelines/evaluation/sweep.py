@@ -244,8 +244,6 @@ def _tuner(trainable, space: TuneSpace, protocol: str, name: str, storage: Path,
             num_samples=space.num_samples,
             scheduler=scheduler,
             max_concurrent_trials=concurrency,
-            # a finished trial's process takes the next trial: no new process (and torch import) each
-            reuse_actors=True,
         ),
         run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0, callbacks=callbacks),
     )
