@@ -12,6 +12,9 @@ os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 # worker group's start wait for a poll, about 8 s of every tiny run here. Set before Ray starts, so
 # the session's Ray and the jobs of subprocesses see it too.
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
+# No spot-instance preemption on one machine: the watcher is one more actor process per Train run
+# (as the embedded Ray of pipelines.common.runtime.init_ray sets it too).
+os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
 
 
 @pytest.fixture(autouse=True)

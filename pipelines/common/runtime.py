@@ -37,6 +37,9 @@ def init_ray(num_cpus: int | None = None) -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
     else:
+        # one machine has no spot-instance preemption to watch for: Train's watcher would be one
+        # more actor process per run (set before Ray starts, so its processes inherit it)
+        os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
         ray.init(num_cpus=num_cpus or local_cpus(), log_to_driver=True)
     import ray.data
 
