@@ -86,3 +86,44 @@ def registered_checkpoints(run_dir: Path) -> dict:
 def train_registry():
     """:func:`registered_checkpoints`, for tests that interrupt a run at a registered checkpoint."""
     return registered_checkpoints
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 API on 127.0.0.1 (moto's standalone server) for the whole session, reached through
+    the standard AWS variables exactly as a cluster reaches AWS S3, MinIO or Ceph. Yields its
+    endpoint URL; each test makes its own bucket (:func:`s3_bucket`)."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    names = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update(
+        AWS_ENDPOINT_URL=f"http://{host}:{port}", AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1"
+    )
+    from pipelines.common import storage
+
+    storage.clear_cache()
+    yield f"http://{host}:{port}"
+    server.stop()
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    storage.clear_cache()
+
+
+@pytest.fixture
+def s3_bucket(s3_server, request) -> str:
+    """A new, empty bucket on the session's S3 server: ``s3://NAME``."""
+    import re
+    import uuid
+
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-") + "-" + uuid.uuid4().hex[:8]
+    import boto3  # moto's own dependency; the project itself reaches S3 through pyarrow
+
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=name)
+    return f"s3://{name}"

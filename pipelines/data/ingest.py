@@ -21,6 +21,7 @@ always gives the same shards (determinism). The counts always reconcile:
 from __future__ import annotations
 
 import functools
+import io
 import json
 import os
 import time
@@ -34,6 +35,7 @@ import soundfile as sf
 
 from mast_core.audio import AudioError, encode_flac, read_audio
 from mast_core.features import SAMPLE_RATE, FeatureStats, compute_stats, log_mel, merge_stats
+from pipelines.common import storage
 from pipelines.data.layouts import ClipRecord, Layout, discover
 
 FORMAT_VERSION = 1
@@ -79,7 +81,7 @@ class IngestSettings:
 
 @dataclass
 class IngestReport:
-    out: Path
+    out: str  # a local path or a URI (s3://bucket/prefix ...)
     discovered: int
     written: int
     skipped: int
@@ -144,18 +146,16 @@ def shard_name(index: int) -> str:
     return f"part-{index:05d}"
 
 
-def _write_atomic(path: Path, write) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    write(temporary)
-    os.replace(temporary, path)
+def _write_json(location: str, value: dict, indent: int | None = None) -> None:
+    storage.write_atomic(location, json.dumps(value, indent=indent).encode())
 
 
 @functools.lru_cache(maxsize=4)
-def _load_plan(path: str, modified: float) -> dict:
-    return json.loads(Path(path).read_text())
+def _load_plan(location: str, modified: float) -> dict:
+    return json.loads(storage.read_text(location))
 
 
-def write_shard(out: Path, plan: dict, index: int) -> dict:
+def write_shard(out: str, plan: dict, index: int) -> dict:
     """Decode, check and encode one shard's clips; write its Parquet file and JSON summary."""
     vocabulary = {name: i for i, name in enumerate(plan["vocabulary"])}
     settings = IngestSettings(**plan["settings"])
@@ -183,11 +183,11 @@ def write_shard(out: Path, plan: dict, index: int) -> dict:
         rows["source"].append(source)
         if len(specs) < settings.stats_clips_per_shard and wave.numel() >= 400:
             specs.append(log_mel(wave))
-    shard_dir = out / SHARD_DIR
-    parquet_path = shard_dir / f"{shard_name(index)}.parquet"
     table = pa.Table.from_pydict(rows, schema=SCHEMA)
+    buffer = io.BytesIO()
     # Row groups of 256 clips (~50 MB of 10 s clips) let readers split a shard across tasks.
-    _write_atomic(parquet_path, lambda path: pq.write_table(table, path, compression="zstd", row_group_size=256))
+    pq.write_table(table, buffer, compression="zstd", row_group_size=256)
+    storage.write_atomic(storage.join(out, SHARD_DIR, f"{shard_name(index)}.parquet"), buffer.getvalue())
     per_split: dict[str, int] = {}
     per_fold: dict[str, int] = {}
     for split, fold in zip(rows["split"], rows["fold"]):
@@ -196,57 +196,53 @@ def write_shard(out: Path, plan: dict, index: int) -> dict:
             per_fold[str(fold)] = per_fold.get(str(fold), 0) + 1
     summary = {
         "shard": index,
-        "file": f"{SHARD_DIR}/{parquet_path.name}",
+        "file": f"{SHARD_DIR}/{shard_name(index)}.parquet",
         "rows": table.num_rows,
-        "bytes": parquet_path.stat().st_size,
+        "bytes": buffer.tell(),
         "splits": per_split,
         "folds": per_fold,
         "skipped": skipped,
         "stats": compute_stats(specs).to_dict() if specs else None,
     }
-    _write_atomic(shard_dir / f"{shard_name(index)}.json", lambda path: path.write_text(json.dumps(summary, indent=1)))
+    _write_json(storage.join(out, SHARD_DIR, f"{shard_name(index)}.json"), summary, indent=1)
     return summary
 
 
 def _write_shard_task(row: dict) -> dict:
-    """Ray Data map function: runs on any node that sees ``out`` (a shared path on a cluster)."""
-    out = Path(row["out"])
-    plan_path = out / PLAN_FILE
-    plan = _load_plan(str(plan_path), plan_path.stat().st_mtime)
+    """Ray Data map function: runs on any node that reaches ``out`` (a bucket, or a shared path)."""
+    storage.adopt_settings(json.loads(row["storage"]))
+    out = row["out"]
+    plan_location = storage.join(out, PLAN_FILE)
+    plan = _load_plan(plan_location, storage.modified(plan_location))
     summary = write_shard(out, plan, int(row["shard"]))
     return {"shard": summary["shard"], "rows": summary["rows"], "skipped": len(summary["skipped"])}
 
 
-def finished_shards(out: Path, count: int) -> set[int]:
+def finished_shards(out: str, count: int) -> set[int]:
     """Shards whose Parquet file and summary are both in place (the summary is written last)."""
-    done = set()
-    for index in range(count):
-        base = out / SHARD_DIR / shard_name(index)
-        if base.with_suffix(".parquet").is_file() and base.with_suffix(".json").is_file():
-            done.add(index)
-    return done
+    present = set(storage.listdir(storage.join(out, SHARD_DIR)))
+    return {index for index in range(count) if {f"{shard_name(index)}.parquet", f"{shard_name(index)}.json"} <= present}
 
 
-def _prepare_output(out: Path, plan: dict, overwrite: bool) -> None:
-    plan_path = out / PLAN_FILE
-    if plan_path.exists() and not overwrite:
-        previous = json.loads(plan_path.read_text())
+def _prepare_output(out: str, plan: dict, overwrite: bool) -> None:
+    plan_location = storage.join(out, PLAN_FILE)
+    if storage.exists(plan_location) and not overwrite:
+        previous = json.loads(storage.read_text(plan_location))
         if previous != plan:
             changed = sorted(key for key in plan if previous.get(key) != plan[key])
             raise IngestError(
                 f"{out} holds a different ingest (changed: {', '.join(changed)}); use another --out, or --overwrite to replace it"
             )
         return
-    if overwrite and (out / SHARD_DIR).exists():
-        for child in (out / SHARD_DIR).iterdir():
-            child.unlink()
-        (out / MANIFEST_FILE).unlink(missing_ok=True)
-    (out / SHARD_DIR).mkdir(parents=True, exist_ok=True)
-    _write_atomic(plan_path, lambda path: path.write_text(json.dumps(plan)))
+    if overwrite:
+        storage.remove_tree(storage.join(out, SHARD_DIR))
+        storage.remove_tree(storage.join(out, MANIFEST_FILE))
+    storage.makedirs(storage.join(out, SHARD_DIR))
+    _write_json(plan_location, plan)
 
 
-def build_manifest(out: Path, plan: dict, layout: Layout) -> dict:
-    summaries = [json.loads((out / SHARD_DIR / f"{shard_name(i)}.json").read_text()) for i in range(len(plan["shards"]))]
+def build_manifest(out: str, plan: dict, layout: Layout) -> dict:
+    summaries = [json.loads(storage.read_text(storage.join(out, SHARD_DIR, f"{shard_name(i)}.json"))) for i in range(len(plan["shards"]))]
     skipped = [entry for summary in summaries for entry in summary["skipped"]]
     skipped += [{"id": None, "path": path, "reason": "excluded", "detail": reason} for path, reason in layout.excluded]
     splits: dict[str, int] = {}
@@ -300,7 +296,8 @@ def ingest(
 
     started = time.perf_counter()
     settings.validate()
-    root, out = Path(root).resolve(), Path(out).resolve()
+    root = Path(root).expanduser().resolve()  # the raw dataset: always a local folder
+    out = storage.check_location(out, "--out")  # a local folder or a URI, reachable before any work
     options = dict(options or {})
     layout = discover(dataset, root, **options)  # LayoutError for a wrong root / metadata
     progress(
@@ -313,7 +310,10 @@ def ingest(
     pending = [index for index in range(len(plan["shards"])) if index not in done]
     progress(f"[ingest] {len(plan['shards'])} shards planned, {len(done)} already written, {len(pending)} to write")
     if pending:
-        tasks = ray.data.from_items([{"out": str(out), "shard": index} for index in pending], override_num_blocks=len(pending))
+        tasks = ray.data.from_items(
+            [{"out": out, "shard": index, "storage": json.dumps(storage.driver_settings())} for index in pending],
+            override_num_blocks=len(pending),
+        )
         finished = len(done)
         for row in tasks.map(_write_shard_task, num_cpus=1).iter_rows():
             finished += 1
@@ -321,7 +321,7 @@ def ingest(
                 f"[ingest] shard {row['shard']:5d} done: {row['rows']} clips, {row['skipped']} skipped ({finished}/{len(plan['shards'])})"
             )
     manifest = build_manifest(out, plan, layout)
-    _write_atomic(out / MANIFEST_FILE, lambda path: path.write_text(json.dumps(manifest, indent=1)))
+    _write_json(storage.join(out, MANIFEST_FILE), manifest, indent=1)
     return IngestReport(
         out=out,
         discovered=manifest["discovered"],

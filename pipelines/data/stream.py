@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -36,6 +35,7 @@ from ray.data.collate_fn import NumpyBatchCollateFn
 
 from mast_core.audio import decode_audio
 from mast_core.views import AugmentSettings, batch_seed
+from pipelines.common import storage
 
 __all__ = ["AugmentSettings", "DataConfigError", "Source", "StreamSettings", "build_stream", "decode_clips", "to_torch"]
 
@@ -48,7 +48,7 @@ class DataConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Source:
-    """One ingested dataset folder (with manifest.json) in a mixture."""
+    """One ingested dataset folder (with manifest.json) in a mixture: a local path or a URI."""
 
     path: str
     weight: float = 1.0
@@ -56,10 +56,14 @@ class Source:
     folds: tuple[int, ...] | None = None  # None: every fold (cross-validated tasks select by fold)
 
     def manifest(self) -> dict:
-        path = Path(self.path) / "manifest.json"
-        if not path.is_file():
-            raise DataConfigError(f"{path} not found: is {self.path!r} the --out folder of `mast ingest`?")
-        return json.loads(path.read_text())
+        location = storage.join(self.path, "manifest.json")
+        try:
+            found = storage.is_file(location)
+        except storage.StorageError as error:
+            raise DataConfigError(str(error)) from None
+        if not found:
+            raise DataConfigError(f"{location} not found: is {self.path!r} the --out folder of `mast ingest`?")
+        return json.loads(storage.read_text(location))
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,7 @@ def mixture_files(sources: list[Source], seed: int = 0) -> list[str]:
         if wanted and not wanted & set(manifest["splits"]):
             raise DataConfigError(f"source {source.path}: none of the splits {sorted(wanted)} exist; it has {sorted(manifest['splits'])}")
         shards = [
-            str(Path(source.path) / shard["file"])
+            storage.join(source.path, shard["file"])
             for shard in manifest["shards"]
             if shard["rows"] and (wanted is None or wanted & set(shard["splits"]))
         ]
@@ -201,6 +205,16 @@ class TorchCollate(NumpyBatchCollateFn):
 to_torch = TorchCollate()
 
 
+def read_paths(files: list[str]):
+    """(file system, paths inside it) for ``read_parquet``: the file system given explicitly, so
+    that workers reach a bucket with the driver's settings (endpoint, credentials)."""
+    systems = {storage.filesystem(file)[0].type_name for file in files}
+    if len(systems) > 1:
+        raise DataConfigError(f"the sources of one stream must share a file system, got {sorted(systems)}")
+    filesystem = storage.filesystem(files[0])[0]
+    return filesystem, [storage.filesystem(file)[1] for file in files]
+
+
 def build_stream(sources: list[Source], settings: StreamSettings):
     """A lazy Ray Dataset of waveform batches (:func:`decode_clips`); iterate it once per epoch (it
     re-executes with new randomness). Features come from :class:`mast_core.views.ViewMaker` in the
@@ -216,8 +230,10 @@ def build_stream(sources: list[Source], settings: StreamSettings):
     # before its first block; the classic reader streams after ~0.2 s. One block per shard file
     # (row groups of 256 clips inside) keeps the decoding tasks busy without tiny read tasks.
     ray.data.DataContext.get_current().use_datasource_v2 = False
+    filesystem, paths = read_paths(files)
     dataset = ray.data.read_parquet(
-        files,
+        paths,
+        filesystem=filesystem,
         shuffle=FileShuffleConfig(seed=settings.seed) if settings.mode != "eval" else None,
         override_num_blocks=len(files),
     ).select_columns(["id", "audio", "label_indices", "split"] + (["fold"] if folds else []))
