@@ -29,6 +29,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from pipelines.common import storage
 from pipelines.common.config import ConfigError, flatten, to_dict
 from pipelines.common.tracking import default_tracking_uri, experiment_id_for, find_run, pyplot, quick_mlflow_failures
 from pipelines.data.stream import DataConfigError, StreamSettings, build_stream, normalisation_stats
@@ -72,8 +73,13 @@ def loss_curve_png(client, run_id: str, path: Path) -> None:
 
 
 def check_data(config: PretrainConfig, dataset=None, stats: tuple[float, float] | None = None) -> tuple[list, tuple[float, float]]:
-    """(sources, normalisation stats): every source and validation source has its manifest, checked
-    before MLflow or Ray start. ``stats`` come from the manifests unless a ``dataset`` is given."""
+    """(sources, normalisation stats): ``run.storage`` is reachable and every source and validation
+    source has its manifest, checked before MLflow or Ray start. ``stats`` come from the manifests
+    unless a ``dataset`` is given."""
+    try:
+        storage.check_location(config.run.storage, "run.storage")
+    except storage.StorageError as error:
+        raise ConfigError(str(error)) from None
     sources = [source.to_source() for source in config.data.sources]
     if dataset is None:
         try:
@@ -98,7 +104,9 @@ def open_tracking(config: PretrainConfig, tracking_uri: str | None) -> tuple[str
     except ConfigError:
         raise
     except Exception as error:  # server down at start: keep a local store for this job
-        fallback = Path(config.run.storage).resolve() / config.run.name / "mlflow.db"
+        # next to the checkpoints when they are on a local disk; sqlite cannot live in a bucket
+        base = storage.local_path(config.run.storage) if storage.is_local(config.run.storage) else Path("mast-fallback")
+        fallback = (base / config.run.name / "mlflow.db").absolute()
         fallback.parent.mkdir(parents=True, exist_ok=True)
         print(
             f"[pretrain] warning: MLflow at {tracking_uri} is not reachable ({type(error).__name__}); "
@@ -142,6 +150,9 @@ def build_trainer(config: PretrainConfig, datasets: dict, loop_config: dict):
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    # a bucket is given to Train as (file system, path) so that every worker reaches it with this
+    # driver's settings; a local folder as its absolute path
+    filesystem, storage_path = storage.filesystem(config.run.storage)
     return TorchTrainer(
         train_loop,
         train_loop_config={**loop_config, "config": to_dict(config), "has_val": "val" in datasets},
@@ -153,24 +164,23 @@ def build_trainer(config: PretrainConfig, datasets: dict, loop_config: dict):
         datasets=datasets,
         run_config=RunConfig(
             name=config.run.name,
-            storage_path=str(Path(config.run.storage).resolve()),
+            storage_path=storage_path,
+            storage_filesystem=None if storage.is_local(config.run.storage) else filesystem,
             failure_config=FailureConfig(max_failures=config.run.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=config.run.keep_checkpoints),
         ),
     )
 
 
-def collect_final_checkpoint(checkpoint, export: Path, tracking_uri: str, run_id: str) -> dict:
-    """The final checkpoint's progress; its encoder copied to ``export``, and the metrics MLflow
-    missed at the last checkpoint (a server down) logged now."""
-    import shutil
-
+def collect_final_checkpoint(checkpoint, export: str, tracking_uri: str, run_id: str) -> dict:
+    """The final checkpoint's progress; its encoder copied to ``export`` (a folder or a URI), and
+    the metrics MLflow missed at the last checkpoint (a server down) logged now."""
     with checkpoint.as_directory() as folder:
         folder = Path(folder)
         progress = json.loads((folder / "progress.json").read_text())
         if (folder / "encoder").is_dir():
-            shutil.rmtree(export, ignore_errors=True)
-            shutil.copytree(folder / "encoder", export)
+            storage.remove_tree(export)
+            storage.copy_tree(str(folder / "encoder"), export)
         pending = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line]
     if pending:  # the server was down at the last checkpoint: log what rank 0 kept
         buffer = MetricBuffer(tracking_uri, run_id)
@@ -179,7 +189,7 @@ def collect_final_checkpoint(checkpoint, export: Path, tracking_uri: str, run_id
     return progress
 
 
-def log_outputs(client, run_id: str, config: PretrainConfig, export: Path) -> None:
+def log_outputs(client, run_id: str, config: PretrainConfig, export: str) -> None:
     """The config, the loss curve and the exported encoder as artifacts; the run marked finished."""
     import yaml
 
@@ -189,8 +199,9 @@ def log_outputs(client, run_id: str, config: PretrainConfig, export: Path) -> No
         loss_curve_png(client, run_id, scratch / "loss_curve.png")
         client.log_artifact(run_id, str(scratch / "config.yaml"))
         client.log_artifact(run_id, str(scratch / "loss_curve.png"))
-    if export.is_dir():
-        client.log_artifacts(run_id, str(export), artifact_path="encoder")
+        if storage.is_dir(export):
+            storage.copy_tree(export, str(scratch / "encoder"))  # MLflow logs local folders
+            client.log_artifacts(run_id, str(scratch / "encoder"), artifact_path="encoder")
     client.set_terminated(run_id, status="FINISHED")
 
 
@@ -214,14 +225,14 @@ def pretrain(config: PretrainConfig, tracking_uri: str | None = None, dataset=No
     if result.error is not None:
         _try(lambda: client.set_terminated(run_id, status="FAILED"))
         raise result.error
-    export = Path(config.run.storage).resolve() / config.run.name / "encoder"
+    export = storage.join(config.run.storage, config.run.name, "encoder")
     progress = collect_final_checkpoint(result.checkpoint, export, tracking_uri, run_id)  # 5.
     _try(lambda: log_outputs(client, run_id, config, export))
     print(f"[pretrain] finished at step {progress['step']}; encoder exported to {export}", flush=True)
     return {
         "run_id": run_id,
         "step": progress["step"],
-        "export": str(export),
+        "export": export,
         "checkpoint": result.checkpoint.path,
         "tracking_uri": tracking_uri,
     }

@@ -12,6 +12,7 @@ from mlflow import MlflowClient
 
 from fixtures import REPO_ROOT
 from fixtures.layouts import write_layout
+from fixtures.pretrain import tiny_config
 from mast_core.checkpoint import load_encoder
 from pipelines.common.config import ConfigError, load_config
 from pipelines.data.ingest import IngestSettings, ingest
@@ -26,24 +27,6 @@ def shards(ray_local, tmp_path_factory):
     write_layout("speech_commands", base / "sc", corrupt=False)
     ingest("speech_commands", base / "sc", base / "shards", settings=IngestSettings(shard_mb=0.05), progress=lambda line: None)
     return base / "shards"
-
-
-def tiny_config(shards: Path, tmp_path: Path, name: str, **overrides) -> PretrainConfig:
-    settings = [
-        f"run.name={name}",
-        f"run.storage={tmp_path / 'runs'}",
-        "run.checkpoint_every=2",
-        "run.log_every=2",
-        "optim.total_steps=6",
-        "optim.batch_size=4",
-        "optim.warmup_steps=2",
-        "data.frames_per_clip=98",
-        # each shard read 8 times an epoch: one epoch outlasts every run here (a new epoch restarts the
-        # stream and its decoding actor, seconds on 2 cores)
-        f"data.sources=[{{path: '{shards}', weight: 8, splits: [train]}}]",
-        "objective.queue_size=64",
-    ] + [f"{key}={value}" for key, value in overrides.items()]
-    return load_config(PretrainConfig, ROOT / "configs/pretrain/tiny_cpu.yaml", settings)
 
 
 def loss_steps(tracking_uri: str, run_id: str) -> list[int]:
