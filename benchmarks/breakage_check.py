@@ -177,9 +177,9 @@ BREAKAGES: tuple[Breakage, ...] = (
         (
             Edit(
                 "pipelines/evaluation/finetune.py",
-                '        "validation": role_stream(task, roles["validation"], settings, "eval", stats),',
+                '        "validation": role_stream(task, roles["validation"], settings, "eval"),',
                 '        "validation": role_stream(task, {"splits": roles["validation"]["splits"] + roles["test"]["splits"]},  # BROKEN\n'
-                '                                  settings, "eval", stats),',
+                '                                  settings, "eval"),',
             ),
         ),
         (f"{T_FINETUNE}::test_finetune_sweep_trains_in_tune_and_never_sees_test",),
@@ -227,8 +227,8 @@ BREAKAGES: tuple[Breakage, ...] = (
         (
             Edit(
                 "pipelines/data/stream.py",
-                '        labels = [batch["label_indices"][i] for i in keep]',
-                '        labels = [batch["label_indices"][i] for i in reversed(keep)]  # BROKEN',
+                '    labels = [batch["label_indices"][i] for i in keep]',
+                '    labels = [batch["label_indices"][i] for i in reversed(keep)]  # BROKEN',
             ),
         ),
         (f"{T_STREAM}::test_downstream_eval_stream_is_deterministic_with_labels_and_lengths",),
@@ -239,8 +239,8 @@ BREAKAGES: tuple[Breakage, ...] = (
         (
             Edit(
                 "pipelines/data/stream.py",
-                "        return padded, max(frames_for_samples(length), 16)",
-                "        return padded, max(frames_for_samples(length) - 1, 16)  # BROKEN",
+                "    return padded, max(frames_for_samples(length), 16)",
+                "    return padded, max(frames_for_samples(length) - 1, 16)  # BROKEN",
             ),
         ),
         (f"{T_STREAM}::test_downstream_eval_stream_is_deterministic_with_labels_and_lengths",),

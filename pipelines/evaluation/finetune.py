@@ -31,7 +31,7 @@ from mast_core.views import AugmentSettings, ViewMaker
 from pipelines.data.stream import Source, StreamSettings, build_stream, to_torch
 from pipelines.evaluation.tasks import TaskConfig
 
-DATA_ACTORS_PER_TRIAL = 2  # one decoding actor for the training clips, one for the validation clips
+DATA_ACTORS_PER_TRIAL = 2  # CPUs for data per trial: the decoding tasks of the training and the validation clips
 
 
 def finetune_settings(config: dict) -> FinetuneSettings:
