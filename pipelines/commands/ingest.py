@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 import pipelines.data.ingest as _lib
+from pipelines.common import storage
 from pipelines.data.ingest import _OPTION_FLAGS, IngestError, IngestSettings, ingest
 from pipelines.data.layouts import DATASETS, LayoutError
 
@@ -21,9 +22,10 @@ def run(args: argparse.Namespace) -> None:
         settings.validate()
         if not Path(args.root).is_dir():
             raise LayoutError(f"--root {args.root}: not a folder")
+        storage.check_location(args.out, "--out")  # a bucket that is not there fails before Ray starts
         init_ray(args.num_cpus)
         report = ingest(args.dataset, args.root, args.out, options, settings, overwrite=args.overwrite)
-    except (LayoutError, IngestError) as error:
+    except (LayoutError, IngestError, storage.StorageError) as error:
         raise SystemExit(f"mast ingest: {error}") from None
     print(f"[ingest] {report.summary()}")
     reasons = report.manifest["skipped_by_reason"]
@@ -40,7 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("dataset", choices=sorted(DATASETS), help="which layout --root holds")
     parser.add_argument("--root", required=True, help="the dataset folder, as published")
-    parser.add_argument("--out", required=True, help="output folder for shards and manifest.json")
+    parser.add_argument("--out", required=True, help="output folder or URI (s3://bucket/prefix, gs://...) for shards and manifest.json")
     for key, (flag, kind, text) in _OPTION_FLAGS.items():
         parser.add_argument(flag, dest=key, type=kind, default=None, help=text)
     parser.add_argument("--shard-mb", type=float, default=192.0, help="target shard size in MB of FLAC (default 192)")

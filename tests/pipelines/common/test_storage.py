@@ -75,3 +75,18 @@ def test_an_unreachable_endpoint_fails_in_seconds_with_what_to_check(s3_server, 
     finally:
         monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
         storage.clear_cache()
+
+
+def test_mast_ingest_into_a_missing_bucket_stops_with_one_line_before_ray_starts(s3_server, tmp_path, capsys):
+    import ray
+
+    from pipelines.cli import main
+
+    (tmp_path / "raw").mkdir()
+    was_running = ray.is_initialized()
+    with pytest.raises(SystemExit) as stopped:
+        main(["ingest", "folder", "--root", str(tmp_path / "raw"), "--out", "s3://no-such-bucket-for-shards/x"])
+    assert str(stopped.value) == (
+        "mast ingest: --out s3://no-such-bucket-for-shards/x: the bucket 'no-such-bucket-for-shards' does not exist; create it first"
+    )
+    assert ray.is_initialized() == was_running  # no Ray was started for it
