@@ -233,9 +233,10 @@ def listdir(location: str | os.PathLike) -> list[str]:
 
 def remove_tree(location: str | os.PathLike) -> None:
     fs, path = filesystem(location)
-    if fs.get_file_info(path).type == pafs.FileType.Directory:
+    kind = fs.get_file_info(path).type
+    if kind == pafs.FileType.Directory:
         fs.delete_dir(path)
-    elif fs.get_file_info(path).type == pafs.FileType.File:
+    elif kind == pafs.FileType.File:
         fs.delete_file(path)
 
 

@@ -208,11 +208,11 @@ to_torch = TorchCollate()
 def read_paths(files: list[str]):
     """(file system, paths inside it) for ``read_parquet``: the file system given explicitly, so
     that workers reach a bucket with the driver's settings (endpoint, credentials)."""
-    systems = {storage.filesystem(file)[0].type_name for file in files}
+    resolved = [storage.filesystem(file) for file in files]
+    systems = {filesystem.type_name for filesystem, _ in resolved}
     if len(systems) > 1:
         raise DataConfigError(f"the sources of one stream must share a file system, got {sorted(systems)}")
-    filesystem = storage.filesystem(files[0])[0]
-    return filesystem, [storage.filesystem(file)[1] for file in files]
+    return resolved[0][0], [path for _, path in resolved]
 
 
 def build_stream(sources: list[Source], settings: StreamSettings):
