@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from pipelines.commands import cluster, demo, embed, export, ingest, pretrain, report, sweep, synth
+from pipelines.common.runtime import RayClusterError
 
 SUBCOMMANDS = (demo, ingest, pretrain, sweep, report, embed, export, cluster, synth)
 
@@ -27,4 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if getattr(args, "validate", None) is not None:
         args.validate(args)
-    args.handler(args)
+    try:
+        args.handler(args)
+    except RayClusterError as error:  # before any work: the cluster to join is not there
+        raise SystemExit(f"mast {args.command}: {error}") from None

@@ -149,7 +149,7 @@ class Demo:
 
     def __init__(self, settings: DemoSettings, progress=print) -> None:
         self.settings = settings
-        self.workdir = Path(settings.workdir).resolve()
+        self.workdir = Path(settings.workdir).absolute()
         self.tracking = f"sqlite:///{self.workdir / 'mlflow.db'}"
         self.progress = progress
         self.timings: dict[str, float] = {}

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
-from pathlib import Path
 
 import torch
 
 import pipelines.serving.embed as _lib
 from mast_core.checkpoint import CheckpointError
 from mast_core.embed import Embedder
+from pipelines.common import storage
 from pipelines.common.checkpoints import checkpoint_source
 from pipelines.serving.embed import EmbedInputError, embed_files, expand_inputs
 
@@ -26,7 +26,8 @@ def validate(args: argparse.Namespace) -> None:
         raise SystemExit("mast embed: --device cuda, but no CUDA device is available")
     try:
         args.files = expand_inputs(args.audio)
-    except EmbedInputError as error:
+        storage.check_location(args.out, "--out")
+    except (EmbedInputError, storage.StorageError) as error:
         raise SystemExit(f"mast embed: {error}") from None
 
 
@@ -76,7 +77,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("audio", nargs="+", metavar="AUDIO", help="files, folders (recursive) or glob patterns")
     parser.add_argument("--checkpoint", required=True, help="exported encoder folder, MLflow URI or MLflow run id")
-    parser.add_argument("--out", required=True, type=Path, help="Parquet file to write")
+    parser.add_argument("--out", required=True, help="Parquet file to write (a path or a URI such as s3://bucket/emb.parquet)")
     parser.add_argument("--frames", action="store_true", help="also write frame embeddings and their timestamps")
     parser.add_argument("--batch-size", type=int, default=16, help="windows per encoder call (default 16)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")

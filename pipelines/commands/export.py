@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 import pipelines.serving.export as _lib
 from mast_core.checkpoint import CheckpointError, load_encoder, resolve_checkpoint
 from mast_core.export import export_onnx, onnx_frame_range
+from pipelines.common import storage
 from pipelines.common.checkpoints import checkpoint_source
 from pipelines.serving.export import ONNX_TOLERANCE, check_onnx, log_pyfunc
 
@@ -15,7 +17,7 @@ from pipelines.serving.export import ONNX_TOLERANCE, check_onnx, log_pyfunc
 def validate(args: argparse.Namespace) -> None:
     if not args.onnx and not args.mlflow:
         raise SystemExit("mast export: give --onnx OUT.onnx and/or --mlflow")
-    if args.onnx and args.onnx.suffix != ".onnx":
+    if args.onnx and not args.onnx.endswith(".onnx"):
         raise SystemExit(f"mast export: --onnx {args.onnx}: expected a .onnx file name")
 
 
@@ -28,8 +30,12 @@ def run(args: argparse.Namespace) -> None:
         raise SystemExit(f"mast export: {args.checkpoint}: {error}") from None
     print(f"[export] {encoder.arch} encoder ({encoder.embed_dim}-d) from {source}", flush=True)
     if args.onnx:
-        export_onnx(encoder, args.onnx, features)
-        rows = check_onnx(args.onnx, encoder)
+        # written and checked locally, then moved or uploaded to --onnx (a path or a URI)
+        onnx = (
+            storage.local_path(args.onnx) if storage.is_local(args.onnx) else Path(tempfile.mkdtemp(prefix="mast-onnx-")) / "encoder.onnx"
+        )
+        export_onnx(encoder, onnx, features)
+        rows = check_onnx(onnx, encoder)
         print("[export] onnxruntime vs PyTorch (max abs difference / max abs value):")
         print("  frames  embedding  frames")
         for row in rows:
@@ -37,6 +43,7 @@ def run(args: argparse.Namespace) -> None:
         worst = max(max(row["embedding_error"], row["frames_error"]) for row in rows)
         if not worst <= ONNX_TOLERANCE:
             raise SystemExit(f"mast export: {args.onnx} differs from PyTorch by {worst:.2e} relative (> {ONNX_TOLERANCE:g})")
+        storage.publish(onnx, args.onnx)
         low, high = onnx_frame_range(encoder)
         span = f"{low} to {high}" if high else f"{low} or more"
         print(
@@ -61,7 +68,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("checkpoint", metavar="CKPT", help="exported encoder folder, MLflow URI or MLflow run id")
-    parser.add_argument("--onnx", type=Path, default=None, metavar="OUT.onnx", help="write and check an ONNX graph")
+    parser.add_argument("--onnx", default=None, metavar="OUT.onnx", help="write and check an ONNX graph (a path or a URI)")
     parser.add_argument("--mlflow", action="store_true", help="log an mlflow.pyfunc model named 'model'")
     parser.add_argument("--tracking-uri", default=None, help="default: MLFLOW_TRACKING_URI, else ./mlflow.db")
     parser.add_argument("--run-id", default=None, help="log the pyfunc into this run (default: the checkpoint's run, else a new run)")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 import pipelines.evaluation.report as _lib
+from pipelines.common import storage
 from pipelines.evaluation.report import collect, markdown, write_report
 
 
@@ -15,10 +17,18 @@ def run(args: argparse.Namespace) -> None:
     from pipelines.common.tracking import default_tracking_uri
 
     tracking = args.tracking_uri or default_tracking_uri()
+    try:
+        out = storage.check_location(args.out, "--out")
+    except storage.StorageError as error:
+        raise SystemExit(f"mast report: {error}") from None
     table = collect(tracking, args.experiment)
     if not table:
         raise SystemExit(f"mast report: no finished sweeps in experiment {args.experiment!r}")
-    files = write_report(table, Path(args.out))
+    scratch = Path(tempfile.mkdtemp(prefix="mast-report-"))
+    files = write_report(table, storage.local_path(out) if storage.is_local(out) else scratch)
+    if not storage.is_local(out):  # a bucket: the three files are uploaded next to each other
+        for path in files:
+            storage.publish(path, storage.join(out, path.name))
     print(markdown(table))
     client = MlflowClient(tracking)
     experiment_id = client.get_experiment_by_name(args.experiment).experiment_id
@@ -26,7 +36,8 @@ def run(args: argparse.Namespace) -> None:
     for path in files:
         client.log_artifact(report.info.run_id, str(path))
     client.set_terminated(report.info.run_id, "FINISHED")
-    print(f"written: {', '.join(str(p) for p in files)}; logged to MLflow run {report.info.run_id}")
+    names = [storage.join(out, path.name) for path in files]
+    print(f"written: {', '.join(names)}; logged to MLflow run {report.info.run_id}")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -37,6 +48,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--experiment", default="mast-sweeps")
-    parser.add_argument("--out", default="reports", help="folder for results.md / .csv / .png")
+    parser.add_argument("--out", default="reports", help="folder or URI (s3://bucket/reports) for results.md / .csv / .png")
     parser.add_argument("--tracking-uri", default=None)
     parser.set_defaults(handler=run)

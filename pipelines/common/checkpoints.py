@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
+import tempfile
 from pathlib import Path
 
 import torch
 
-from mast_core.checkpoint import CheckpointError, register_uri_resolver, resolve_checkpoint, uri_resolver
+from mast_core.checkpoint import CheckpointError, register_uri_resolver, resolve_checkpoint
+from pipelines.common import storage
 from pipelines.common.config import ConfigError
 from pipelines.common.tracking import default_tracking_uri
 
@@ -38,6 +39,21 @@ def download_mlflow_artifacts(uri: str, tracking_uri: str | None = None) -> Path
 
 
 register_uri_resolver(MLFLOW_SCHEMES, download_mlflow_artifacts)
+
+# an exported folder in a bucket (``s3://bucket/runs/NAME/encoder``) is copied to a local cache once
+STORAGE_SCHEMES = ("s3://", "gs://", "gcs://", "abfs://", "abfss://", "az://", "hdfs://", "viewfs://", "file://")
+
+
+def fetch_storage_folder(uri: str, _tracking_uri: str | None = None) -> Path:
+    try:
+        return storage.fetch_folder(uri)
+    except storage.StorageError as error:  # its message names the URI
+        raise CheckpointError(str(error)) from None
+    except OSError as error:
+        raise CheckpointError(f"{uri}: {error}") from None
+
+
+register_uri_resolver(STORAGE_SCHEMES, fetch_storage_folder)
 
 
 def checkpoint_source(checkpoint: str, tracking_uri: str | None = None) -> tuple[str, str]:
@@ -61,10 +77,14 @@ def init_encoder(arch: str, seed: int = 0) -> torch.nn.Module:
     return build_encoder(arch)
 
 
-def resolve_encoder(spec: str, storage: str | Path, tracking_uri: str | None = None) -> Path:
-    """The exported encoder folder that ``--checkpoint`` names. Initialisations are exported once
-    under ``<storage>/encoders/`` so every sweep of the same init shares its embedding cache, and
-    MLflow checkpoints are copied there once, so a rerun (or ``--resume``) sees the same files."""
+def resolve_encoder(spec: str, storage_location: str | Path, tracking_uri: str | None = None) -> str:
+    """The location (local folder or URI) of the exported encoder that ``--checkpoint`` names.
+
+    Initialisations are exported once under ``<storage>/encoders/`` so every sweep of the same init
+    shares its embedding cache, and MLflow checkpoints are copied there once, so a rerun (or
+    ``--resume``) sees the same files. ``storage`` may be a bucket: then every node of a cluster
+    reads the encoder from there.
+    """
     from mast_core.checkpoint import save_encoder
     from mast_core.registry import ARCHITECTURES
 
@@ -76,27 +96,34 @@ def resolve_encoder(spec: str, storage: str | Path, tracking_uri: str | None = N
         if kind == "imagenet" and not Path(weights).is_file():
             raise ConfigError(f"--checkpoint {spec}: give imagenet:ARCH:TIMM_FILE with a local timm checkpoint file")
         name = f"random-{arch}-seed0" if kind == "random" else f"imagenet-{arch}-{Path(weights).stem}"
-        folder = Path(storage).absolute() / "encoders" / name
-        if not (folder / "encoder.safetensors").is_file():
+        folder = storage.join(storage_location, "encoders", name)
+        if not storage.is_file(storage.join(folder, "encoder.safetensors")):
             model = init_encoder(arch)
             if kind == "imagenet":
                 from mast_core.imagenet import init_from_imagenet
 
                 init_from_imagenet(model, weights)
-            save_encoder(model, folder)
+            with tempfile.TemporaryDirectory() as scratch:
+                save_encoder(model, Path(scratch) / name)
+                storage.publish(Path(scratch) / name, folder)
         return folder
     source, tracking = checkpoint_source(str(spec), tracking_uri)
-    if uri_resolver(source) is not None:
-        folder = Path(storage).absolute() / "encoders" / ("mlflow-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", source).strip("-"))
-        if not (folder / "encoder.safetensors").is_file():
+    if source.startswith(MLFLOW_SCHEMES):
+        folder = storage.join(storage_location, "encoders", "mlflow-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", source).strip("-"))
+        if not storage.is_file(storage.join(folder, "encoder.safetensors")):
             print(f"[sweep] downloading {source} from {tracking}", flush=True)
             try:
                 downloaded = resolve_checkpoint(source, tracking)
             except CheckpointError as error:
                 raise ConfigError(f"--checkpoint {spec}: {error}") from None
-            partial = folder.with_name(folder.name + ".partial")
-            shutil.rmtree(partial, ignore_errors=True)
-            shutil.copytree(downloaded, partial)
-            partial.rename(folder)
+            storage.publish(downloaded, folder)
         return folder
-    return Path(spec)
+    return storage.absolute(spec)
+
+
+def local_encoder(location: str | Path) -> Path:
+    """A local folder holding the exported encoder at ``location`` (a remote one is fetched once)."""
+    try:
+        return resolve_checkpoint(str(location))
+    except CheckpointError as error:
+        raise ConfigError(f"--checkpoint {location}: {error}") from None

@@ -3,13 +3,16 @@
 ``load_config(PretrainConfig, "configs/pretrain/tiny_cpu.yaml", ["optim.lr=3e-4"])`` reads the
 file, applies ``--set key=value`` overrides (values parsed as YAML), and builds the nested
 dataclasses. An unknown key, a wrong type or a bad value raises :class:`ConfigError` naming the
-full key (``optim.lr``) and what is allowed.
+full key (``optim.lr``) and what is allowed. String values may name environment variables,
+``${MAST_STORAGE:-runs}`` (:func:`expand_environment`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import re
 import types
 import typing
 from pathlib import Path
@@ -118,7 +121,35 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
-def load_config(cls: type[T], path: str | Path | None, overrides: list[str] | None = None) -> T:
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_environment(data: Any, prefix: str = "", environ: typing.Mapping[str, str] | None = None) -> Any:
+    """``${NAME}`` and ``${NAME:-default}`` in string values replaced from the environment, so one
+    config serves a laptop and a cluster (``storage: ${MAST_STORAGE:-runs}``). An unset variable
+    without a default is an error naming the key. ``environ``: another environment than this process's."""
+    environ = os.environ if environ is None else environ
+    if isinstance(data, dict):
+        return {key: expand_environment(value, f"{prefix}.{key}" if prefix else str(key), environ) for key, value in data.items()}
+    if isinstance(data, list):
+        return [expand_environment(value, f"{prefix}[{index}]", environ) for index, value in enumerate(data)]
+    if not isinstance(data, str) or "${" not in data:
+        return data
+
+    def value_of(match: re.Match) -> str:
+        name, default = match.group(1), match.group(2)
+        if environ.get(name):
+            return environ[name]
+        if default is None:
+            raise ConfigError(f"{prefix}: {match.group(0)} but the environment variable {name} is not set (or give ${{{name}:-default}})")
+        return default
+
+    return _VARIABLE.sub(value_of, data)
+
+
+def load_config(
+    cls: type[T], path: str | Path | None, overrides: list[str] | None = None, environ: typing.Mapping[str, str] | None = None
+) -> T:
     data: dict = {}
     if path is not None:
         path = Path(path)
@@ -128,7 +159,7 @@ def load_config(cls: type[T], path: str | Path | None, overrides: list[str] | No
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as error:
             raise ConfigError(f"{path}: not valid YAML ({error})") from None
-    return build(cls, apply_overrides(data, list(overrides or [])))
+    return build(cls, expand_environment(apply_overrides(data, list(overrides or [])), environ=environ))
 
 
 def to_dict(config: Any) -> dict:

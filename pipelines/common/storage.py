@@ -13,8 +13,10 @@ A local path is made absolute with ``os.path.abspath`` (never ``Path.resolve``, 
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import posixpath
+import shutil
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -85,6 +87,10 @@ def _s3() -> pafs.S3FileSystem:
     return pafs.S3FileSystem(**options)
 
 
+class _NoFileSystem(Exception):
+    """No file system for a scheme (the caller names the location)."""
+
+
 @functools.lru_cache(maxsize=32)
 def _filesystem_for(scheme_and_authority: str) -> pafs.FileSystem:
     if scheme_and_authority.startswith("s3://"):
@@ -99,12 +105,12 @@ def _filesystem_for(scheme_and_authority: str) -> pafs.FileSystem:
 
             handler = pafs.FSSpecHandler(fsspec.filesystem(scheme))
         except ImportError as error:
-            raise StorageError(
-                f"{scheme_and_authority}: no file system for {scheme}:// is installed ({error}); "
+            raise _NoFileSystem(
+                f"no file system for {scheme}:// is installed ({error}); "
                 f"install the fsspec package that provides it (for example s3fs, gcsfs, adlfs)"
             ) from None
         except (ValueError, KeyError):
-            raise StorageError(f"{scheme_and_authority}: unknown URI scheme {scheme}:// ({arrow_error})") from None
+            raise _NoFileSystem(f"unknown URI scheme {scheme}:// ({arrow_error})") from None
         return pafs.PyFileSystem(handler)
 
 
@@ -147,10 +153,21 @@ def filesystem(location: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
         return pafs.LocalFileSystem(), location[len("file://") :]
     scheme, rest = location.split("://", 1)
     authority = rest.split("/", 1)[0]
-    fs = _filesystem_for(f"{scheme}://{authority}")
+    try:
+        fs = _filesystem_for(f"{scheme}://{authority}")
+    except _NoFileSystem as error:
+        raise StorageError(f"{location}: {error}") from None
     if isinstance(fs, pafs.PyFileSystem):
         return fs, rest
     return fs, rest.rstrip("/")
+
+
+def train_storage(location: str | os.PathLike) -> dict:
+    """``storage_path`` and ``storage_filesystem`` for a Ray Train / Tune ``RunConfig``: a bucket
+    as (file system, path) so every worker reaches it with this driver's settings, a local
+    folder as its absolute path."""
+    fs, path = filesystem(location)
+    return {"storage_path": path, "storage_filesystem": None if is_local(location) else fs}
 
 
 def _info(location: str) -> pafs.FileInfo:
@@ -248,12 +265,84 @@ def copy_tree(source: str | os.PathLike, target: str | os.PathLike) -> None:
     pafs.copy_files(source_path, target_path, source_filesystem=source_fs, destination_filesystem=target_fs)
 
 
+def walk(location: str | os.PathLike) -> list[str]:
+    """Every file below a folder (recursively), as locations of the same kind, sorted."""
+    location = absolute(location)
+    fs, path = filesystem(location)
+    infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
+    scheme = location.split("://", 1)[0] + "://" if is_uri(location) else ""
+    return sorted(scheme + info.path for info in infos if info.type == pafs.FileType.File)
+
+
+def cache_root() -> Path:
+    """Where remote folders are copied for reading: ``$MAST_CACHE``, else ``~/.cache/mast``."""
+    return Path(os.environ.get("MAST_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "mast"))
+
+
+def fetch_folder(location: str | os.PathLike) -> Path:
+    """A local folder with the files of ``location``: the folder itself when local, else a copy
+    under :func:`cache_root` named by the URI and the files' sizes and times (a changed remote
+    folder is fetched again; an unchanged one once per machine)."""
+    if is_local(location):
+        return local_path(location)
+    location = absolute(location)
+    fs, path = filesystem(location)
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
+    except OSError as error:
+        raise StorageError(f"{location}: cannot be listed ({error})") from None
+    files = sorted((info.path, info.size, info.mtime.timestamp() if info.mtime else 0) for info in infos if info.type == pafs.FileType.File)
+    if not files:
+        raise StorageError(f"{location}: not found (no files below it)")
+    key = hashlib.sha256(repr((location, files)).encode()).hexdigest()[:16]
+    target = cache_root() / "remote" / f"{name(location)}-{key}"
+    if not target.is_dir():
+        partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
+        partial.mkdir(parents=True, exist_ok=True)
+        pafs.copy_files(path, str(partial), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+        try:
+            os.replace(partial, target)
+        except OSError:  # another process fetched it first
+            shutil.rmtree(partial, ignore_errors=True)
+    return target
+
+
+def publish(local: str | os.PathLike, location: str | os.PathLike) -> str:
+    """Copy a local file or folder to ``location`` (replacing what is there; a local target
+    appears whole, through a rename); returns the absolute location."""
+    location = absolute(location)
+    local = Path(local)
+    if is_local(location):
+        target = local_path(location)
+        if target == local.absolute():
+            return location
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
+        shutil.rmtree(partial, ignore_errors=True)
+        if local.is_dir():
+            shutil.copytree(local, partial)
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            shutil.copyfile(local, partial)
+        os.replace(partial, target)
+        return location
+    if local.is_dir():
+        remove_tree(location)
+        copy_tree(str(local), location)
+    else:
+        write_bytes(location, local.read_bytes())
+    return location
+
+
 def check_location(location: str | os.PathLike, what: str, *, must_exist: bool = False) -> str:
     """Reach ``location`` once (bucket, credentials, endpoint) before any work starts; returns it
     absolute. ``must_exist``: the location itself must be there (an input)."""
     location = absolute(location)
     try:
         fs, path = filesystem(location)
+    except StorageError as error:  # its message starts with the location
+        raise StorageError(f"{what} {error}") from None
+    try:
         info = fs.get_file_info(path)
         if info.type == pafs.FileType.NotFound:
             if must_exist:

@@ -296,7 +296,7 @@ def ingest(
 
     started = time.perf_counter()
     settings.validate()
-    root = Path(root).expanduser().resolve()  # the raw dataset: always a local folder
+    root = Path(root).expanduser().absolute()  # the raw dataset: always a local folder
     out = storage.check_location(out, "--out")  # a local folder or a URI, reachable before any work
     options = dict(options or {})
     layout = discover(dataset, root, **options)  # LayoutError for a wrong root / metadata

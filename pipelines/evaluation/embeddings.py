@@ -14,7 +14,7 @@ A second call with the same encoder weights, clip length and shards reads the fi
 from __future__ import annotations
 
 import hashlib
-import os
+import io
 from pathlib import Path
 
 import numpy as np
@@ -23,34 +23,33 @@ import pyarrow.parquet as pq
 import torch
 
 from mast_core.views import ViewMaker
-from pipelines.data.stream import Source, StreamSettings, decode_clips, mixture_files
+from pipelines.common import storage
+from pipelines.common.checkpoints import local_encoder
+from pipelines.data.stream import Source, StreamSettings, decode_clips, mixture_files, read_paths
 
 
-def _sha256(path: Path) -> str:
+def encoder_digest(encoder: str | Path) -> str:
+    """The first 16 hex digits of the encoder weights' sha256: names caches and sweeps."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open(local_encoder(encoder) / "encoder.safetensors", "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
-    return digest.hexdigest()
+    return digest.hexdigest()[:16]
 
 
-def encoder_digest(encoder_dir: str | Path) -> str:
-    """The first 16 hex digits of the encoder weights' sha256: names caches and sweeps."""
-    return _sha256(Path(encoder_dir) / "encoder.safetensors")[:16]
-
-
-def cache_path(shards: str | Path, encoder_dir: str | Path, frames_per_clip: int) -> Path:
-    shards = Path(shards)
-    key = f"{encoder_digest(encoder_dir)}-{frames_per_clip}f-{_sha256(shards / 'manifest.json')[:8]}"
-    return shards / "embeddings" / f"{key}.parquet"
+def cache_path(shards: str | Path, encoder: str | Path, frames_per_clip: int) -> str:
+    """The cache file's location, beside the shards (in their bucket when they are in one)."""
+    manifest = hashlib.sha256(storage.read_bytes(storage.join(shards, "manifest.json"))).hexdigest()[:8]
+    return storage.join(shards, "embeddings", f"{encoder_digest(encoder)}-{frames_per_clip}f-{manifest}.parquet")
 
 
 class ClipEmbedder:
     """Ray Data map_batches callable: audio rows -> clip embeddings (one encoder per actor)."""
 
-    def __init__(self, encoder_dir: str, frames_per_clip: int, device: str = "cpu") -> None:
+    def __init__(self, encoder_dir: str, frames_per_clip: int, device: str = "cpu", storage_settings: dict | None = None) -> None:
         from mast_core.checkpoint import load_encoder
 
+        storage.adopt_settings(storage_settings or {})  # an encoder in a bucket: the driver's endpoint and keys
         torch.set_num_threads(1)
         self.device = torch.device(device)
         self.encoder, features = load_encoder(encoder_dir, map_location=self.device)
@@ -80,9 +79,11 @@ def embed_task(
     actors: int = 1,
     use_gpu: bool = False,
     progress=print,
-    target: Path | None = None,
-) -> tuple[Path, bool]:
-    """Embeddings of every clip in ``shards``; returns (parquet path, whether the cache was used).
+    target: str | None = None,
+) -> tuple[str, bool]:
+    """Embeddings of every clip in ``shards``; returns (parquet location, whether the cache was used).
+
+    ``encoder_dir`` may be a URI: each embedding actor fetches the encoder on its own node.
 
     ``target`` writes to another file than the cache (``benchmarks/sweep_cache.py`` uses it to
     measure a sweep that recomputes embeddings in every trial).
@@ -91,16 +92,24 @@ def embed_task(
     from ray.data import ActorPoolStrategy
 
     target = target or cache_path(shards, encoder_dir, frames_per_clip)
-    if target.is_file():
+    if storage.is_file(target):
         progress(f"[embed] using cached embeddings {target}")
         return target, True
     files = mixture_files([Source(str(shards))])
+    filesystem, paths = read_paths(files)
     progress(f"[embed] embedding {len(files)} shards of {shards} with {encoder_dir} ({frames_per_clip} frames per clip)")
     ray.data.DataContext.get_current().use_datasource_v2 = False  # see pipelines.data.build_stream
-    dataset = ray.data.read_parquet(files, override_num_blocks=len(files)).select_columns(["id", "audio", "label_indices", "split", "fold"])
+    dataset = ray.data.read_parquet(paths, filesystem=filesystem, override_num_blocks=len(files)).select_columns(
+        ["id", "audio", "label_indices", "split", "fold"]
+    )
     embedded = dataset.map_batches(
         ClipEmbedder,
-        fn_constructor_kwargs={"encoder_dir": str(encoder_dir), "frames_per_clip": frames_per_clip, "device": "cuda" if use_gpu else "cpu"},
+        fn_constructor_kwargs={
+            "encoder_dir": str(encoder_dir),
+            "frames_per_clip": frames_per_clip,
+            "device": "cuda" if use_gpu else "cpu",
+            "storage_settings": storage.driver_settings(),
+        },
         batch_size=32,
         batch_format="numpy",
         compute=ActorPoolStrategy(size=actors),
@@ -121,17 +130,17 @@ def embed_task(
             "embedding": pa.array([np.asarray(columns["embedding"][i], np.float32) for i in order], pa.list_(pa.float32())),
         }
     )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    pq.write_table(table, temporary, compression="zstd")
-    os.replace(temporary, target)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    storage.write_atomic(target, buffer.getvalue())
     progress(f"[embed] {table.num_rows} embeddings written to {target}")
     return target, False
 
 
 def load_embeddings(path: str | Path) -> dict[str, object]:
     """The cached table as tensors: ``embedding`` (N, D), ``label``, ``fold`` and lists ``id``, ``split``."""
-    table = pq.read_table(path)
+    filesystem, inside = storage.filesystem(path)
+    table = pq.read_table(inside, filesystem=filesystem)
     return {
         "id": table.column("id").to_pylist(),
         "split": table.column("split").to_pylist(),

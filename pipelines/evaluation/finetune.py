@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from mast_core.finetune import FinetuneSettings
 from mast_core.views import AugmentSettings, ViewMaker
+from pipelines.common.storage import absolute, adopt_settings, driver_settings, train_storage
 from pipelines.data.stream import Source, StreamSettings, build_stream, to_torch
 from pipelines.evaluation.tasks import TaskConfig
 
@@ -99,6 +100,7 @@ def train_loop(config: dict) -> None:
     torch.set_num_threads(config.get("threads", 1))
     settings = FinetuneSettings(**config["settings"])
     torch.manual_seed(settings.seed)
+    adopt_settings(config.get("storage_settings", {}))  # an encoder in a bucket: the driver's endpoint and keys
     encoder, _ = load_encoder(config["encoder_dir"])
     model = EncoderClassifier(encoder, config["num_classes"], settings.dropout)
     optimizer = torch.optim.AdamW(layer_decay_groups(model, settings.lr, settings.encoder_lr, settings.layer_decay, settings.weight_decay))
@@ -204,13 +206,14 @@ def fit_round(
         train_loop,
         train_loop_config={
             "settings": asdict(settings),
-            "encoder_dir": str(Path(encoder_dir).resolve()),
+            "encoder_dir": absolute(encoder_dir),
+            "storage_settings": driver_settings(),
             "num_classes": num_classes,
             "stats": tuple(stats),
             "test": with_test,
         },
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker={"CPU": cpus_per_worker}),
-        run_config=RunConfig(name=name, storage_path=str(Path(storage).resolve()), callbacks=callbacks or []),
+        run_config=RunConfig(name=name, callbacks=callbacks or [], **train_storage(storage)),
         datasets=datasets,
     )
     result = trainer.fit()

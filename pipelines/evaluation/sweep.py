@@ -26,6 +26,8 @@ from pathlib import Path
 import torch
 
 from mast_core.probe import ProbeSettings, fit_linear_probe
+from pipelines.common import storage as store
+from pipelines.common.checkpoints import local_encoder
 from pipelines.common.config import ConfigError
 from pipelines.common.tracking import default_tracking_uri, experiment_id_for, find_run
 from pipelines.evaluation.embeddings import embed_task, load_embeddings
@@ -66,15 +68,17 @@ def probe_settings(config: dict) -> ProbeSettings:
 
 def linear_trial(config: dict, rounds: list[dict], num_classes: int) -> None:
     """One Tune trial: a probe per round; reports the running mean validation accuracy."""
+    import ray
     from ray import tune
 
     torch.set_num_threads(1)
     settings = probe_settings(config)
+    node = ray.get_runtime_context().get_node_id()  # in every report: where the trial ran (not logged as a metric)
     single = len(rounds) == 1
     scores = []
     for data in rounds:
         # the clips this round fits and selects on, in every report (audits: no test clip among them)
-        clips = {"train_clips": len(data["train"][1]), "val_clips": len(data["validation"][1])}
+        clips = {"train_clips": len(data["train"][1]), "val_clips": len(data["validation"][1]), "node_id": node}
 
         def per_epoch(epoch: int, metrics: dict, clips: dict = clips) -> None:
             if single:  # per-epoch reports let ASHA stop weak trials early
@@ -111,6 +115,7 @@ def trial_progress(progress, total: int):
             self.progress(
                 f"[sweep] trial {self.done}/{self.total} done: val_accuracy {result.get('val_accuracy', float('nan')):.4f} "
                 f"after {result.get('training_iteration', 0)} reports {shown}"
+                + (f" on node {result['node_id']}" if "node_id" in result else "")
             )
 
         def on_trial_error(self, iteration, trials, trial, **info) -> None:
@@ -129,7 +134,7 @@ def _parent_run(client, experiment: str, name: str, tags: dict) -> tuple[str, bo
     return run.info.run_id, False
 
 
-def _linear_plan(task: TaskConfig, encoder_dir: Path, num_classes: int, progress) -> tuple:
+def _linear_plan(task: TaskConfig, encoder_dir: str, num_classes: int, progress) -> tuple:
     """(trainable, test scorer, key, tags): probes on cached embeddings; tests stay in the driver."""
     from ray import tune
 
@@ -145,10 +150,10 @@ def _linear_plan(task: TaskConfig, encoder_dir: Path, num_classes: int, progress
         return scores
 
     trainable = tune.with_parameters(linear_trial, rounds=rounds, num_classes=num_classes)
-    return trainable, score_tests, cache.stem.split("-")[0], {"embedding_cache": str(cache)}, {"embeddings_cached": cached}
+    return trainable, score_tests, store.name(cache).split("-")[0], {"embedding_cache": cache}, {"embeddings_cached": cached}
 
 
-def _finetune_plan(task: TaskConfig, encoder_dir: Path, num_classes: int, space: TuneSpace, storage: Path) -> tuple:
+def _finetune_plan(task: TaskConfig, encoder_dir: str, num_classes: int, space: TuneSpace, storage: str) -> tuple:
     """(trainable, test scorer, key, tags): a Train run per trial; the best config refitted per round."""
     from ray import tune
 
@@ -156,10 +161,10 @@ def _finetune_plan(task: TaskConfig, encoder_dir: Path, num_classes: int, space:
     from pipelines.evaluation.embeddings import encoder_digest
     from pipelines.evaluation.finetune import finetune_settings, finetune_trial, fit_round
 
-    _, features = load_encoder(encoder_dir)
+    _, features = load_encoder(local_encoder(encoder_dir))
     stats = (features.mean, features.std)
     key = encoder_digest(encoder_dir)
-    runs = storage / f"{task.name}-finetune-{key}-train"  # the trials' Train runs, beside the Tune experiment
+    runs = store.join(storage, f"{task.name}-finetune-{key}-train")  # the trials' Train runs, beside the Tune experiment
     common = {"workers": space.workers, "use_gpu": space.resources.get("gpu", 0) > 0, "cpus_per_worker": space.resources.get("cpu", 1.0)}
 
     def score_tests(best_config: dict, _space: TuneSpace) -> list[float]:
@@ -181,7 +186,7 @@ def _finetune_plan(task: TaskConfig, encoder_dir: Path, num_classes: int, space:
         return scores
 
     trainable = tune.with_parameters(
-        finetune_trial, task=task, encoder_dir=str(encoder_dir), num_classes=num_classes, stats=stats, storage=str(runs), **common
+        finetune_trial, task=task, encoder_dir=encoder_dir, num_classes=num_classes, stats=stats, storage=runs, **common
     )
     return trainable, score_tests, key, {}, {}
 
@@ -198,21 +203,25 @@ def max_concurrent_finetune_trials(space: TuneSpace) -> int:
     return max(1, int((ray.cluster_resources().get("CPU", 1) - 1) // per_trial))
 
 
-def _check_inputs(task: TaskConfig, encoder_dir: Path, space: TuneSpace, protocol: str) -> int:
+def _check_inputs(task: TaskConfig, encoder_dir: str, space: TuneSpace, protocol: str, storage: str) -> int:
     """The number of classes; every bad input fails here, before Ray or MLflow start."""
-    shards = Path(task.shards)
     if protocol not in ("linear", "finetune"):
         raise ConfigError(f"protocol: 'linear' or 'finetune', got {protocol!r}")
     if space.protocol != protocol:
         raise ConfigError(f"the search space is for the {space.protocol} protocol, the sweep asks for {protocol}")
-    if not (shards / "manifest.json").is_file():
-        raise ConfigError(f"{shards}/manifest.json not found; make the shards with: {task.ingest}")
-    if not (encoder_dir / "encoder.safetensors").is_file():
-        raise ConfigError(f"--checkpoint {encoder_dir}: not an exported encoder folder (encoder.safetensors + config.json)")
-    return len(json.loads((shards / "manifest.json").read_text())["vocabulary"])
+    try:
+        store.check_location(storage, "--storage")
+        manifest = store.join(task.shards, "manifest.json")
+        if not store.is_file(manifest):
+            raise ConfigError(f"{manifest} not found; make the shards with: {task.ingest}")
+        if not store.is_file(store.join(encoder_dir, "encoder.safetensors")):
+            raise ConfigError(f"--checkpoint {encoder_dir}: not an exported encoder folder (encoder.safetensors + config.json)")
+        return len(json.loads(store.read_text(manifest))["vocabulary"])
+    except store.StorageError as error:
+        raise ConfigError(str(error)) from None
 
 
-def _tuner(trainable, space: TuneSpace, protocol: str, name: str, storage: Path, resume: bool, callbacks: list, progress):
+def _tuner(trainable, space: TuneSpace, protocol: str, name: str, storage: str, resume: bool, callbacks: list, progress):
     """A new Tuner for the sweep, or the interrupted one restored from ``storage/name``."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -222,12 +231,15 @@ def _tuner(trainable, space: TuneSpace, protocol: str, name: str, storage: Path,
     if protocol == "finetune":  # the trial function only drives a TorchTrainer, which holds the resources
         resources, concurrency = {"CPU": 0.01}, max_concurrent_finetune_trials(space)
     trainable = tune.with_resources(trainable, resources)
-    path = storage / name
+    path = store.join(storage, name)
+    where = store.train_storage(path)
     progress(f"[sweep] {space.num_samples} trials, at most {concurrency or 'one per free CPU'} at once; Tune state in {path}")
-    if resume and tune.Tuner.can_restore(str(path)):
+    if resume and tune.Tuner.can_restore(where["storage_path"], storage_filesystem=where["storage_filesystem"]):
         progress(f"[sweep] resuming {path}")
-        return tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
-    if path.exists() and not resume:
+        return tune.Tuner.restore(
+            where["storage_path"], trainable=trainable, resume_errored=True, storage_filesystem=where["storage_filesystem"]
+        )
+    if store.exists(path) and not resume:
         raise ConfigError(f"{path} holds an earlier sweep of this task and checkpoint; pass --resume to continue it")
     if space.scheduler.type == "asha":
         scheduler = ASHAScheduler(
@@ -245,7 +257,7 @@ def _tuner(trainable, space: TuneSpace, protocol: str, name: str, storage: Path,
             scheduler=scheduler,
             max_concurrent_trials=concurrency,
         ),
-        run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0, callbacks=callbacks),
+        run_config=tune.RunConfig(name=name, verbose=0, callbacks=callbacks, **store.train_storage(storage)),
     )
 
 
@@ -283,10 +295,9 @@ def run_sweep(
     from pipelines.common.runtime import init_ray
 
     # 1. inputs, before any work
-    encoder_dir = Path(encoder_dir)
-    num_classes = _check_inputs(task, encoder_dir, space, protocol)
+    encoder_dir, storage = store.absolute(encoder_dir), store.absolute(storage)
+    num_classes = _check_inputs(task, encoder_dir, space, protocol, storage)
     tracking_uri = tracking_uri or default_tracking_uri()
-    storage = Path(storage).resolve()
     init_ray()
 
     # 2. the trials' plan: what a trial trains, and the test scorer the driver keeps
@@ -298,12 +309,12 @@ def run_sweep(
 
     # 3. the MLflow parent run (found again by name on a resumed sweep)
     client = MlflowClient(tracking_uri)
-    arch = json.loads((encoder_dir / "config.json").read_text())["arch"]
+    arch = json.loads((local_encoder(encoder_dir) / "config.json").read_text())["arch"]
     parent_tags = {
         "task": task.name,
         "protocol": protocol,
-        "checkpoint": str(encoder_dir.resolve()),
-        "model_label": label or f"{arch.upper()} {encoder_dir.resolve().name}",
+        "checkpoint": encoder_dir,
+        "model_label": label or f"{arch.upper()} {store.name(encoder_dir)}",
         **tags,
     }
     parent_id, _ = _parent_run(client, experiment, name, parent_tags)

@@ -5,13 +5,19 @@ are assigned to train / validation / test: by split (``splits: {train: train, ..
 cross-validation fold (``folds: N``). With folds, round ``k`` tests on fold ``k``, selects
 hyperparameters on fold ``k % N + 1`` and trains on the rest; the task's score is the mean over
 the ``N`` rounds. Adding a task is a YAML file plus shards, no code.
+
+A relative ``shards:`` path is taken from the data root: ``--data-root`` of ``mast sweep``, else
+``$MAST_DATA_ROOT``, else the working directory. On a cluster, ``MAST_DATA_ROOT=s3://bucket``
+makes ``shards: data/sc_v2_12`` read ``s3://bucket/data/sc_v2_12``.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.common import storage
 from pipelines.common.config import ConfigError, load_config
 from pipelines.common.resources import config_dir
 
@@ -68,8 +74,9 @@ def task_names(directory: Path = TASK_DIR) -> list[str]:
     return sorted(path.stem for path in directory.glob("*.yaml"))
 
 
-def load_task(name_or_path: str | Path, directory: Path = TASK_DIR) -> TaskConfig:
-    """A task by registry name (``sc_v2_12``) or by the path of its YAML file."""
+def load_task(name_or_path: str | Path, directory: Path = TASK_DIR, data_root: str | None = None) -> TaskConfig:
+    """A task by registry name (``sc_v2_12``) or by the path of its YAML file; a relative
+    ``shards:`` is joined to ``data_root`` (default ``$MAST_DATA_ROOT``, else the working directory)."""
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
         path = directory / f"{name_or_path}.yaml"
@@ -78,4 +85,7 @@ def load_task(name_or_path: str | Path, directory: Path = TASK_DIR) -> TaskConfi
     task = load_config(TaskConfig, path)
     if task.name != path.stem:
         raise ConfigError(f"{path}: name {task.name!r} differs from the file name {path.stem!r}")
+    root = data_root or os.environ.get("MAST_DATA_ROOT")
+    if root and not storage.is_uri(task.shards) and not os.path.isabs(task.shards):
+        task.shards = storage.join(root, task.shards)
     return task

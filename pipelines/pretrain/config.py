@@ -110,6 +110,8 @@ class RunSection:
     num_workers: int = 1
     use_gpu: bool = False
     cpus_per_worker: float = 1.0
+    # custom Ray resources each Train worker also needs, e.g. {mast_worker: 1} to place one per node
+    worker_resources: dict[str, float] = field(default_factory=dict)
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
     max_failures: int = 3
@@ -125,6 +127,10 @@ class RunSection:
             raise ConfigError(f"name: must be a non-empty name without '/', got {self.name!r}")
         if min(self.num_workers, self.checkpoint_every, self.keep_checkpoints, self.log_every, self.val_every) < 1:
             raise ConfigError("num_workers, checkpoint_every, keep_checkpoints, log_every and val_every must be >= 1")
+        if any(not value > 0 for value in self.worker_resources.values()) or {"CPU", "GPU"} & set(self.worker_resources):
+            raise ConfigError(
+                f"worker_resources: positive amounts of custom resources (CPU and GPU have their own keys), got {self.worker_resources}"
+            )
         if self.max_failures < -1:
             raise ConfigError(f"max_failures: -1 (unlimited) or >= 0, got {self.max_failures}")
 

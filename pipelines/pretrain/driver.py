@@ -150,22 +150,22 @@ def build_trainer(config: PretrainConfig, datasets: dict, loop_config: dict):
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    # a bucket is given to Train as (file system, path) so that every worker reaches it with this
-    # driver's settings; a local folder as its absolute path
-    filesystem, storage_path = storage.filesystem(config.run.storage)
     return TorchTrainer(
         train_loop,
         train_loop_config={**loop_config, "config": to_dict(config), "has_val": "val" in datasets},
         scaling_config=ScalingConfig(
             num_workers=config.run.num_workers,
             use_gpu=config.run.use_gpu,
-            resources_per_worker={"CPU": config.run.cpus_per_worker, **({"GPU": 1} if config.run.use_gpu else {})},
+            resources_per_worker={
+                "CPU": config.run.cpus_per_worker,
+                **({"GPU": 1} if config.run.use_gpu else {}),
+                **config.run.worker_resources,
+            },
         ),
         datasets=datasets,
         run_config=RunConfig(
             name=config.run.name,
-            storage_path=storage_path,
-            storage_filesystem=None if storage.is_local(config.run.storage) else filesystem,
+            **storage.train_storage(config.run.storage),
             failure_config=FailureConfig(max_failures=config.run.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=config.run.keep_checkpoints),
         ),

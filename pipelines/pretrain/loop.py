@@ -174,6 +174,7 @@ class PretrainWorker:
     def __init__(self, loop_config: dict) -> None:
         """1. Build: the config, this worker's rank, seeds, the objective (DDP-wrapped when the group has
         several workers), its optimiser and schedule, the data shards and rank 0's metric buffer."""
+        import ray
         import ray.train
         from torch.nn.parallel import DistributedDataParallel
 
@@ -183,6 +184,8 @@ class PretrainWorker:
         torch.set_num_threads(config.run.torch_threads)
         context = ray.train.get_context()
         self.rank, self.world = context.get_world_rank(), context.get_world_size()
+        # where each rank runs (a node's loss and the restarted group can be followed in the job log)
+        worker_print(f"[pretrain] rank {self.rank}/{self.world} on node {ray.get_runtime_context().get_node_id()}")
         self.device = ray.train.torch.get_device()
         torch.manual_seed(config.run.seed + self.rank)
         random.seed(config.run.seed + self.rank)

@@ -3,18 +3,20 @@
     mast embed clips/ extra.wav 'more/**/*.flac' --checkpoint runs/pretrain/encoder --out emb.parquet
     mast embed data/ --checkpoint runs:/<run id>/encoder --out emb.parquet --frames --device cuda
     mast embed data/ --checkpoint <32-hex run id> --tracking-uri http://mlflow:5000 --out emb.parquet
+    mast embed s3://bucket/clips/ --checkpoint s3://bucket/runs/mast-s/encoder --out s3://bucket/emb.parquet
 
 AUDIO: files (any format soundfile reads), folders (searched recursively for .wav, .flac, .mp3,
-.ogg) and glob patterns (quoted; ``**`` recurses). Each file is decoded, its channels averaged,
+.ogg) and glob patterns (quoted; ``**`` recurses). Files and folders may be URIs of any file system
+(``s3://bucket/clips/``, see :mod:`pipelines.common.storage`); patterns are local. Each file is decoded, its channels averaged,
 resampled to the encoder's rate and embedded with :class:`mast_core.embed.Embedder` (long files in
 windows, see there). ``--workers`` threads decode files and compute their log-mel features
 while the encoder runs.
 
-CHECKPOINT: an exported encoder folder, an MLflow URI (``runs:/<id>/encoder``, ``models:/...``)
+CHECKPOINT: an exported encoder folder (local or a URI such as ``s3://bucket/runs/NAME/encoder``), an MLflow URI (``runs:/<id>/encoder``, ``models:/...``)
 or a bare MLflow run id (read as ``runs:/<id>/encoder``) at ``--tracking-uri`` (default:
 ``MLFLOW_TRACKING_URI``, else ``./mlflow.db``).
 
-Output, one row per embedded file, in input order: ``path``, ``duration_s``, ``embedding``
+Output (``--out``: a local file or a URI), one row per embedded file, in input order: ``path``, ``duration_s``, ``embedding``
 (list<float32>); with ``--frames`` also ``frame_embeddings`` (list<list<float32>>) and
 ``timestamps_s`` (list<float32>, centre of each frame embedding). Files that cannot be decoded
 are reported on stderr, skipped and listed in the Parquet file's key-value metadata (key
@@ -28,7 +30,9 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -40,6 +44,7 @@ import torch
 
 from mast_core.audio import AudioError
 from mast_core.embed import Embedder, read_clip
+from pipelines.common import storage
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg")
 METADATA_KEY = b"mast.embed"
@@ -49,15 +54,35 @@ class EmbedInputError(ValueError):
     """Bad command-line input (a missing path, a pattern that matches nothing)."""
 
 
-def expand_inputs(items: list[str]) -> list[Path]:
+def _remote_inputs(item: str) -> list[str]:
+    try:
+        if storage.is_file(item):
+            return [item]
+        if storage.is_dir(item):
+            found = [f for f in storage.walk(item) if os.path.splitext(f)[1].lower() in AUDIO_SUFFIXES]
+            if not found:
+                raise EmbedInputError(f"{item}: folder holds no audio files ({', '.join(AUDIO_SUFFIXES)})")
+            return found
+    except storage.StorageError as error:
+        raise EmbedInputError(str(error)) from None
+    if glob.has_magic(item):
+        raise EmbedInputError(f"{item}: patterns work on local paths only; name the folder instead")
+    raise EmbedInputError(f"{item}: no such file or folder")
+
+
+def expand_inputs(items: list[str]) -> list[Path | str]:
     """Audio files named by ``items`` (files, folders searched recursively, glob patterns), in order.
 
     Folders contribute files with an audio suffix (wav, flac, mp3, ogg), sorted; an explicit file
-    or a glob match is taken whatever its suffix. Duplicates are dropped.
+    or a glob match is taken whatever its suffix. Duplicates are dropped. Remote files and folders
+    (URIs) are listed as URI strings and read when they are embedded.
     """
-    files: list[Path] = []
+    files: list[Path | str] = []
     for item in items:
-        path = Path(item)
+        if not storage.is_local(item):
+            files.extend(_remote_inputs(item))
+            continue
+        path = storage.local_path(item)
         if path.is_dir():
             found = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES)
             if not found:
@@ -78,23 +103,25 @@ def expand_inputs(items: list[str]) -> list[Path]:
             files.extend(found)
         else:
             raise EmbedInputError(f"{item}: no such file or folder")
-    seen: set[Path] = set()
+    seen: set[str] = set()
     unique = []
     for file in files:
-        key = file.resolve()
+        key = str(file.absolute()) if isinstance(file, Path) else file
         if key not in seen:
             seen.add(key)
             unique.append(file)
     return unique
 
 
-def _load(path: Path, embedder: Embedder) -> tuple[tuple[int, torch.Tensor] | None, tuple[str, str] | None]:
+def _load(path: Path | str, embedder: Embedder) -> tuple[tuple[int, torch.Tensor] | None, tuple[str, str] | None]:
     """(samples, features) of one file, or the reason it cannot be used; runs in a worker thread."""
     try:
-        wave = read_clip(path, embedder.sample_rate)
+        wave = read_clip(storage.read_bytes(path) if isinstance(path, str) else path, embedder.sample_rate)
         return (wave.numel(), embedder.spectrogram(wave)), None
     except AudioError as error:
         return None, (error.reason, str(error))
+    except FileNotFoundError as error:  # a remote file deleted since it was listed
+        return None, ("missing", str(error))
     except Exception as error:  # a decoder, resampler or feature failure on one file must not stop the job
         return None, ("error", f"{type(error).__name__}: {error}")
 
@@ -159,7 +186,13 @@ def embed_files(
         summary = embed_files(expand_inputs(["clips/"]), Embedder.from_checkpoint("enc/"), "emb.parquet")
         summary["embedded"], summary["skipped"]
     """
-    out = Path(out)
+    location = storage.absolute(out)
+    # written to a local file first, then renamed into place or uploaded whole
+    out = (
+        storage.local_path(location)
+        if storage.is_local(location)
+        else Path(tempfile.mkdtemp(prefix="mast-embed-")) / storage.name(location)
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     chunk = chunk or max(4 * embedder.batch_size, 16)
     schema = _schema(frames)
@@ -207,6 +240,9 @@ def embed_files(
         writer.add_key_value_metadata({METADATA_KEY: json.dumps(summary).encode()})
         writer.close()
         os.replace(temporary, out)
+        if not storage.is_local(location):
+            storage.publish(out, location)
+            shutil.rmtree(out.parent, ignore_errors=True)
     except BaseException:
         writer.close()
         temporary.unlink(missing_ok=True)
@@ -222,8 +258,10 @@ def read_embeddings(path: str | Path) -> tuple[pa.Table, dict]:
         table, summary = read_embeddings("emb.parquet")
         vectors = np.stack(table.column("embedding").to_numpy(zero_copy_only=False))   # (N, D)
     """
-    table = pq.read_table(path)
-    raw = (pq.read_metadata(path).metadata or {}).get(METADATA_KEY)
+    filesystem, inside = storage.filesystem(path)
+    with filesystem.open_input_file(inside) as handle:
+        parquet = pq.ParquetFile(handle)
+        table, raw = parquet.read(), (parquet.metadata.metadata or {}).get(METADATA_KEY)
     if raw is None:
         raise ValueError(f"{path}: no {METADATA_KEY.decode()} metadata; not written by `mast embed`")
     return table, json.loads(raw)

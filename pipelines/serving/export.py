@@ -163,7 +163,7 @@ def log_pyfunc(
     if run_id is None:
         run_id = client.create_run(
             experiment_id_for(client, experiment, tracking_uri),
-            run_name=f"export-{encoder_dir.resolve().name}",
+            run_name=f"export-{encoder_dir.absolute().name}",
             tags={"mast.export": "pyfunc"},
         ).info.run_id
     samples = max(1, int(example_seconds * features.sample_rate))

@@ -90,3 +90,49 @@ def test_mast_ingest_into_a_missing_bucket_stops_with_one_line_before_ray_starts
         "mast ingest: --out s3://no-such-bucket-for-shards/x: the bucket 'no-such-bucket-for-shards' does not exist; create it first"
     )
     assert ray.is_initialized() == was_running  # no Ray was started for it
+
+
+@pytest.fixture
+def bad_location(request, s3_bucket, monkeypatch):
+    """(location, what the error must say) for each way a location fails, the store set up so."""
+    case = request.param
+    if case == "missing bucket":
+        return "s3://no-such-bucket-for-jobs/runs", "the bucket 'no-such-bucket-for-jobs' does not exist; create it first"
+    if case == "unreachable endpoint":
+        from fixtures.services import free_port
+
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens
+        storage.clear_cache()
+        request.addfinalizer(storage.clear_cache)  # after monkeypatch restores the endpoint
+        return f"{s3_bucket}/runs", "cannot be reached .*check AWS_ENDPOINT_URL"
+    if case == "refused credentials":
+        import moto.settings
+
+        monkeypatch.setattr(moto.settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)  # the server checks keys from now on
+        return f"{s3_bucket}/runs", "cannot be reached .*AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"
+    return "oss://bucket/runs", r"no file system for oss:// is installed .*install the fsspec package"
+
+
+CASES = ["missing bucket", "unreachable endpoint", "refused credentials", "no file system"]
+
+
+@pytest.mark.parametrize("bad_location", CASES, indirect=True)
+def test_pretrain_and_sweep_stop_on_a_bad_storage_before_train_tune_or_mlflow_start(bad_location, tmp_path, monkeypatch):
+    from fixtures import REPO_ROOT
+    from pipelines.cli import main
+
+    location, message = bad_location
+    monkeypatch.chdir(tmp_path)
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    pretrain = ["pretrain", "--config", str(REPO_ROOT / "configs/pretrain/tiny_cpu.yaml"), "--set", f"run.storage={location}"]
+    with pytest.raises(SystemExit, match=f"mast pretrain: run.storage {location}: {message}"):
+        main([*pretrain, "--tracking-uri", tracking])
+    task = tmp_path / "fx_kws.yaml"
+    task.write_text(
+        "name: fx_kws\ndataset: speech_commands\nshards: shards\nframes_per_clip: 98\nsplits: {train: a, validation: b, test: c}\n"
+    )
+    (tmp_path / "space.yaml").write_text("num_samples: 2\nspace: {lr: 0.01}\n")
+    sweep = ["sweep", str(task), "--checkpoint", "random:mast_tiny", "--space", str(tmp_path / "space.yaml"), "--storage", location]
+    with pytest.raises(SystemExit, match=f"mast sweep: --storage {location}: {message}"):
+        main([*sweep, "--tracking-uri", tracking])
+    assert not (tmp_path / "mlflow.db").exists() and not list(tmp_path.glob("**/ray_results"))

@@ -1,6 +1,7 @@
 """Frozen-encoder embeddings of ingested shards via Ray Data, cached next to the shards."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -31,7 +32,7 @@ def task(ray_local, tmp_path_factory):
 def test_every_clip_is_embedded_once_with_its_split_fold_and_label(task):
     shards, encoder = task
     path, cached = embed_task(shards, encoder, frames_per_clip=300, progress=QUIET)
-    assert not cached and path.parent == shards / "embeddings"
+    assert not cached and Path(path).parent == shards / "embeddings"
     manifest = json.loads((shards / "manifest.json").read_text())
     data = load_embeddings(path)
     assert len(data["id"]) == manifest["written"] == len(set(data["id"]))
@@ -65,8 +66,8 @@ def test_embedding_matches_the_encoder_on_that_clip(task):
 def test_second_call_reads_the_cache(task):
     shards, encoder = task
     first, _ = embed_task(shards, encoder, frames_per_clip=300, progress=QUIET)
-    stamp = first.stat().st_mtime_ns
+    stamp = Path(first).stat().st_mtime_ns
     again, cached = embed_task(shards, encoder, frames_per_clip=300, progress=QUIET)
-    assert cached and again == first and first.stat().st_mtime_ns == stamp
+    assert cached and again == first and Path(first).stat().st_mtime_ns == stamp
     other, cached = embed_task(shards, encoder, frames_per_clip=200, progress=QUIET)
     assert not cached and other != first  # another clip length is another cache entry

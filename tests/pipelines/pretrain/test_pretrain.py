@@ -13,6 +13,7 @@ from mlflow import MlflowClient
 from fixtures import REPO_ROOT
 from fixtures.layouts import write_layout
 from fixtures.pretrain import tiny_config
+from fixtures.services import free_port, start_mlflow_server, stop_server
 from mast_core.checkpoint import load_encoder
 from pipelines.common.config import ConfigError, load_config
 from pipelines.data.ingest import IngestSettings, ingest
@@ -141,14 +142,6 @@ def test_shipped_configs_are_valid():
     assert [Path(s.path).name for s in paper.data.sources] == ["audioset-10", "fsd50k"]
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_unreachable_tracking_server_at_start_falls_back_to_a_local_store(shards, tmp_path, capfd):
     # one worker: the test is about the tracking store, not the group (two_worker covers that)
@@ -158,51 +151,6 @@ def test_unreachable_tracking_server_at_start_falls_back_to_a_local_store(shards
     assert "is not reachable" in capfd.readouterr().err
     assert result["tracking_uri"] == f"sqlite:///{tmp_path / 'runs' / 'no-server' / 'mlflow.db'}"
     assert loss_steps(result["tracking_uri"], result["run_id"]) == [1, 2]
-
-
-def start_mlflow_server(backend: Path, artifacts: Path, port: int):
-    import subprocess
-    import sys
-    import urllib.request
-
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{backend}",
-            "--artifacts-destination",
-            str(artifacts),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        # MLflow 3's job runner starts huey consumers in sessions of their own, which the kill of this
-        # server's process group would not reach (they outlive the test); the tests need no jobs
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-    )
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-            return server
-        except OSError:
-            time.sleep(0.5)
-    server.kill()
-    raise RuntimeError("mlflow server did not start")
-
-
-def stop(server) -> None:
-    os.killpg(server.pid, signal.SIGKILL)
-    server.wait()
 
 
 @pytest.mark.slow
@@ -219,7 +167,7 @@ def test_tracking_server_dying_mid_run_does_not_stop_training(shards, tmp_path, 
         deadline = time.time() + 240
         while time.time() < deadline and not list(run_dir.glob("checkpoint_*")):
             time.sleep(0.2)
-        stop(server)
+        stop_server(server)
 
     killer = threading.Thread(target=kill_server_after_first_checkpoint, daemon=True)
     killer.start()

@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from fixtures.services import free_port
 from mast_core import CheckpointError, Embedder, FeatureSettings, load_encoder, save_encoder
 from mast_core.ast import ast_tiny
 from mast_core.export import EncoderGraph, export_onnx
@@ -169,12 +169,6 @@ def test_pyfunc_predicts_what_the_embedding_api_gives(exported, pyfunc_run, monk
     registered, features = load_encoder("models:/mast-tiny/1", tracking_uri=uri)
     assert features == FEATURES
     assert torch.equal(Embedder(registered, features).embed(waves).clip, embedder.embed(waves).clip)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.slow
