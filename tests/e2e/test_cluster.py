@@ -184,6 +184,8 @@ def test_sweep_job_runs_trials_on_both_worker_nodes(cluster):
     workers = {nodes.node_id(name) for name in nodes.nodes if name != "head"}
     assert len(trial_nodes) == 4 and set(trial_nodes) == workers, (trial_nodes, workers)
     mlflow = MlflowClient(tracking)
-    parent = mlflow.search_runs([mlflow.get_experiment_by_name("mast-sweeps").experiment_id], "tags.task = 'fx_kws' and tags.protocol = 'linear'")
+    parent = mlflow.search_runs(
+        [mlflow.get_experiment_by_name("mast-sweeps").experiment_id], "tags.task = 'fx_kws' and tags.protocol = 'linear'"
+    )
     assert len(parent) == 1 and 0.0 <= parent[0].data.metrics["test_accuracy"] <= 1.0
     assert storage.listdir(f"{bucket}/data/kws/embeddings")  # the embedding cache, in the bucket

@@ -40,7 +40,9 @@ def test_mast_ingest_joins_a_ray_start_cluster_found_through_its_cluster_file(he
     write_layout("speech_commands", tmp_path / "raw", corrupt=False)
     done = run([sys.executable, "-m", "pipelines", "ingest", "speech_commands", "--root", "raw", "--out", "shards"], head.env, tmp_path)
     assert done.returncode == 0, done.stderr[-4000:]
-    assert re.search(rf"\[ray\] joining the Ray cluster at [0-9.]+:{head.gcs_port} \(started with `ray start`", done.stderr), done.stderr[-2000:]
+    assert re.search(rf"\[ray\] joining the Ray cluster at [0-9.]+:{head.gcs_port} \(started with `ray start`", done.stderr), done.stderr[
+        -2000:
+    ]
     assert (tmp_path / "shards" / "manifest.json").is_file()
 
 

@@ -59,7 +59,9 @@ def test_sweep_with_shards_state_cache_and_report_in_the_bucket(ray_local, s3_bu
     experiments = [name for name in storage.listdir(f"{s3_bucket}/sweeps") if name.startswith("fx_kws-linear-")]
     assert len(experiments) == 1 and storage.is_file(f"{s3_bucket}/sweeps/{experiments[0]}/tuner.pkl")
     client = MlflowClient(tracking)
-    parent = client.search_runs([client.get_experiment_by_name("mast-sweeps").experiment_id], "tags.task = 'fx_kws' and tags.protocol = 'linear'")[0]
+    parent = client.search_runs(
+        [client.get_experiment_by_name("mast-sweeps").experiment_id], "tags.task = 'fx_kws' and tags.protocol = 'linear'"
+    )[0]
     assert parent.data.tags["checkpoint"] == f"{s3_bucket}/sweeps/encoders/random-mast_tiny-seed0"
     assert parent.data.tags["embedding_cache"] == f"{s3_bucket}/data/kws/embeddings/{cached[0]}"
     assert 0.0 <= parent.data.metrics["test_accuracy"] <= 1.0
