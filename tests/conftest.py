@@ -95,8 +95,11 @@ def s3_server():
     """A real S3 API on 127.0.0.1 (moto's standalone server) for the whole session, reached through
     the standard AWS variables exactly as a cluster reaches AWS S3, MinIO or Ceph. Yields its
     endpoint URL; each test makes its own bucket (:func:`s3_bucket`)."""
+    import logging
+
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one INFO line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
