@@ -14,7 +14,8 @@ Example::
 Sources: :func:`load_encoder` takes an exported folder (or a file inside one) or a URI that a
 registered resolver fetches (:func:`register_uri_resolver`). This library knows no remote store:
 ``import pipelines`` registers MLflow's URIs (``runs:/<run id>/encoder``,
-``models:/<name>/<version>``, ``mlflow-artifacts:/...``).
+``models:/<name>/<version>``, ``mlflow-artifacts:/...``) and exported folders in object stores
+(``s3://bucket/runs/NAME/encoder``, ``gs://``, ..., fetched once into a local cache).
 """
 
 from __future__ import annotations
@@ -193,7 +194,7 @@ def resolve_checkpoint(source: str | Path, tracking_uri: str | None = None) -> P
         known = ", ".join(prefix + "..." for prefix in _RESOLVERS) or "none registered"
         raise CheckpointError(
             f"{source}: not a local folder, and no resolver handles this URI (known: {known}; "
-            "`import pipelines` registers MLflow's runs:/, models:/ and mlflow-artifacts:/)"
+            "`import pipelines` registers MLflow's runs:/, models:/ and mlflow-artifacts:/, and s3://, gs://, ...)"
         )
     path = Path(source)
     if path.is_file():

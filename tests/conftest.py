@@ -47,9 +47,9 @@ def ray_local():
     import ray
 
     if not ray.is_initialized():
-        # address="local": never a `ray start` cluster found on the machine; no dashboard: no test uses
-        # it, and its processes take about a tenth of a core for the whole session
-        ray.init(address="local", num_cpus=4, log_to_driver=False, include_dashboard=False)
+        # address="local": never a `ray start` cluster found on the machine (the dashboard stays: the
+        # state API that the fault tests use to find workers goes through it)
+        ray.init(address="local", num_cpus=4, log_to_driver=False)
     import ray.data
 
     ray.data.DataContext.get_current().enable_progress_bars = False

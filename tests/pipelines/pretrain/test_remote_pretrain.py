@@ -2,6 +2,7 @@
 real S3 API on 127.0.0.1 (real Ray Train, real MLflow); a rerun resumes from the bucket."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,11 @@ def test_shards_checkpoints_and_export_live_in_the_bucket_and_a_rerun_resumes_fr
     encoder, features = load_encoder(tmp_path / "encoder")
     assert features.mean != 0.0  # the shards' statistics, read from the manifest in the bucket
 
+    # every local trace of the run goes (Ray's session folders, ~/ray_results, the test's folder)
+    local = [path for root in (Path("/tmp/ray"), Path.home() / "ray_results", tmp_path) for path in root.glob("**/in-bucket")]
+    for path in local:
+        shutil.rmtree(path, ignore_errors=True)
+    shutil.rmtree(tmp_path / "encoder")
     again = pretrain(config, tracking)  # the same command: Train finds the run in the bucket
     assert again["run_id"] == result["run_id"] and again["step"] == 4
     tags = MlflowClient(tracking).get_run(result["run_id"]).data.tags
