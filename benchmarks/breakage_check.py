@@ -307,8 +307,37 @@ BREAKAGES: tuple[Breakage, ...] = (
         ),
         (f"{T_AST}::test_drop_path_only_in_training",),
     ),
+    Breakage(
+        "ray-start-cluster-not-joined",
+        "commands ignore a `ray start` cluster on the machine and start their own Ray",
+        (Edit("pipelines/common/runtime.py", "        address = running_local_cluster()\n", "        address = None  # BROKEN\n"),),
+        ("tests/pipelines/common/test_runtime.py::test_mast_ingest_joins_a_ray_start_cluster_found_through_its_cluster_file",),
+    ),
+    Breakage(
+        "check-cluster-accepts-local-storage",
+        "mast check-cluster no longer checks where a multi-node cluster keeps its runs",
+        (Edit("pipelines/cluster.py", "    if nodes <= 1:\n        return []", "    if True:  # BROKEN\n        return []"),),
+        ("tests/pipelines/test_cluster.py",),
+    ),
+    Breakage(
+        "sweep-state-local-not-bucket",
+        "a sweep's Tune state goes to a local folder named like the bucket, not to the bucket",
+        (
+            Edit(
+                "pipelines/evaluation/sweep.py",
+                "run_config=tune.RunConfig(name=name, verbose=0, callbacks=callbacks, **store.train_storage(storage)),",
+                "run_config=tune.RunConfig(name=name, verbose=0, callbacks=callbacks, storage_path=str(Path(storage).resolve())),  # BROKEN",
+            ),
+        ),
+        ("tests/pipelines/evaluation/test_remote_eval.py::test_sweep_with_shards_state_cache_and_report_in_the_bucket",),
+    ),
+    Breakage(
+        "train-workers-ignore-worker-resources",
+        "run.worker_resources is not given to Train: both workers may land on one node",
+        (Edit("pipelines/pretrain/driver.py", "                **config.run.worker_resources,\n", ""),),
+        ("tests/e2e/test_cluster.py::test_pretrain_job_survives_the_loss_of_a_worker_node",),
+    ),
 )
-
 
 def source_files() -> list[str]:
     """The working tree as git sees it: tracked files plus untracked ones that are not ignored."""
