@@ -339,6 +339,7 @@ BREAKAGES: tuple[Breakage, ...] = (
     ),
 )
 
+
 def source_files() -> list[str]:
     """The working tree as git sees it: tracked files plus untracked ones that are not ignored."""
     listed = (
