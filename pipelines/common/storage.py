@@ -299,7 +299,11 @@ def fetch_folder(location: str | os.PathLike) -> Path:
     if not target.is_dir():
         partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
         partial.mkdir(parents=True, exist_ok=True)
-        pafs.copy_files(path, str(partial), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+        try:
+            pafs.copy_files(path, str(partial), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)  # no half-fetched folder left behind
+            raise
         try:
             os.replace(partial, target)
         except OSError:  # another process fetched it first
