@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import tempfile
-from pathlib import Path
 
 import pipelines.serving.export as _lib
 from mast_core.checkpoint import CheckpointError, load_encoder, resolve_checkpoint
@@ -30,20 +28,17 @@ def run(args: argparse.Namespace) -> None:
         raise SystemExit(f"mast export: {args.checkpoint}: {error}") from None
     print(f"[export] {encoder.arch} encoder ({encoder.embed_dim}-d) from {source}", flush=True)
     if args.onnx:
-        # written and checked locally, then moved or uploaded to --onnx (a path or a URI)
-        onnx = (
-            storage.local_path(args.onnx) if storage.is_local(args.onnx) else Path(tempfile.mkdtemp(prefix="mast-onnx-")) / "encoder.onnx"
-        )
-        export_onnx(encoder, onnx, features)
-        rows = check_onnx(onnx, encoder)
-        print("[export] onnxruntime vs PyTorch (max abs difference / max abs value):")
-        print("  frames  embedding  frames")
-        for row in rows:
-            print(f"  {row['frames']:>6}  {row['embedding_error']:.2e}   {row['frames_error']:.2e}")
-        worst = max(max(row["embedding_error"], row["frames_error"]) for row in rows)
-        if not worst <= ONNX_TOLERANCE:
-            raise SystemExit(f"mast export: {args.onnx} differs from PyTorch by {worst:.2e} relative (> {ONNX_TOLERANCE:g})")
-        storage.publish(onnx, args.onnx)
+        # written and checked locally, then uploaded when --onnx is a URI
+        with storage.staged(args.onnx) as onnx:
+            export_onnx(encoder, onnx, features)
+            rows = check_onnx(onnx, encoder)
+            print("[export] onnxruntime vs PyTorch (max abs difference / max abs value):")
+            print("  frames  embedding  frames")
+            for row in rows:
+                print(f"  {row['frames']:>6}  {row['embedding_error']:.2e}   {row['frames_error']:.2e}")
+            worst = max(max(row["embedding_error"], row["frames_error"]) for row in rows)
+            if not worst <= ONNX_TOLERANCE:
+                raise SystemExit(f"mast export: {args.onnx} differs from PyTorch by {worst:.2e} relative (> {ONNX_TOLERANCE:g})")
         low, high = onnx_frame_range(encoder)
         span = f"{low} to {high}" if high else f"{low} or more"
         print(

@@ -24,18 +24,18 @@ def run(args: argparse.Namespace) -> None:
     table = collect(tracking, args.experiment)
     if not table:
         raise SystemExit(f"mast report: no finished sweeps in experiment {args.experiment!r}")
-    scratch = Path(tempfile.mkdtemp(prefix="mast-report-"))
-    files = write_report(table, storage.local_path(out) if storage.is_local(out) else scratch)
-    if not storage.is_local(out):  # a bucket: the three files are uploaded next to each other
+    with tempfile.TemporaryDirectory(prefix="mast-report-") as scratch:
+        files = write_report(table, storage.local_path(out) if storage.is_local(out) else Path(scratch))
+        if not storage.is_local(out):  # a bucket: the three files are uploaded next to each other
+            for path in files:
+                storage.publish(path, storage.join(out, path.name))
+        print(markdown(table))
+        client = MlflowClient(tracking)
+        experiment_id = client.get_experiment_by_name(args.experiment).experiment_id
+        report = client.create_run(experiment_id, run_name="report", tags={"mast.report": "1"})
         for path in files:
-            storage.publish(path, storage.join(out, path.name))
-    print(markdown(table))
-    client = MlflowClient(tracking)
-    experiment_id = client.get_experiment_by_name(args.experiment).experiment_id
-    report = client.create_run(experiment_id, run_name="report", tags={"mast.report": "1"})
-    for path in files:
-        client.log_artifact(report.info.run_id, str(path))
-    client.set_terminated(report.info.run_id, "FINISHED")
+            client.log_artifact(report.info.run_id, str(path))
+        client.set_terminated(report.info.run_id, "FINISHED")
     names = [storage.join(out, path.name) for path in files]
     print(f"written: {', '.join(names)}; logged to MLflow run {report.info.run_id}")
 

@@ -12,11 +12,13 @@ A local path is made absolute with ``os.path.abspath`` (never ``Path.resolve``, 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
 import posixpath
 import shutil
+import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -336,6 +338,24 @@ def publish(local: str | os.PathLike, location: str | os.PathLike) -> str:
     else:
         write_bytes(location, local.read_bytes())
     return location
+
+
+@contextlib.contextmanager
+def staged(location: str | os.PathLike):
+    """A local path to write the file or folder ``location`` to: the location itself when local,
+    else a path in a temporary folder that is uploaded when the block ends without an error. The
+    temporary folder is removed either way."""
+    location = absolute(location)
+    if is_local(location):
+        yield local_path(location)
+        return
+    scratch = Path(tempfile.mkdtemp(prefix="mast-staged-"))
+    try:
+        path = scratch / name(location)
+        yield path
+        publish(path, location)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def check_location(location: str | os.PathLike, what: str, *, must_exist: bool = False) -> str:

@@ -30,9 +30,7 @@ from __future__ import annotations
 import glob
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -186,13 +184,14 @@ def embed_files(
         summary = embed_files(expand_inputs(["clips/"]), Embedder.from_checkpoint("enc/"), "emb.parquet")
         summary["embedded"], summary["skipped"]
     """
-    location = storage.absolute(out)
-    # written to a local file first, then renamed into place or uploaded whole
-    out = (
-        storage.local_path(location)
-        if storage.is_local(location)
-        else Path(tempfile.mkdtemp(prefix="mast-embed-")) / storage.name(location)
-    )
+    with storage.staged(out) as local:  # a URI: written locally, uploaded whole at the end
+        return _embed_to(local, files, embedder, frames=frames, workers=workers, chunk=chunk, checkpoint=checkpoint, progress=progress)
+
+
+def _embed_to(
+    out: Path, files: list, embedder: Embedder, *, frames: bool, workers: int, chunk: int | None, checkpoint: str, progress
+) -> dict:
+    """:func:`embed_files` into the local file ``out`` (appears atomically, through a rename)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     chunk = chunk or max(4 * embedder.batch_size, 16)
     schema = _schema(frames)
@@ -240,9 +239,6 @@ def embed_files(
         writer.add_key_value_metadata({METADATA_KEY: json.dumps(summary).encode()})
         writer.close()
         os.replace(temporary, out)
-        if not storage.is_local(location):
-            storage.publish(out, location)
-            shutil.rmtree(out.parent, ignore_errors=True)
     except BaseException:
         writer.close()
         temporary.unlink(missing_ok=True)
