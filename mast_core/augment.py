@@ -6,14 +6,15 @@ shared tensors). All randomness comes from the object's own ``torch.Generator`` 
 moved to the batch's device), so the same ``seed`` and the same calls give identical output on any
 device, independently of the global RNG.
 
-The SS-MAST view pipeline, in order::
+The SS-MAST view pipeline, in the order of BYOL-A and the MAST authors' code
+(:class:`mast_core.views.ViewMaker` runs it, with the mixing domain as a setting)::
 
-    mixup = LogMixupExp(ratio=0.4, seed=0)          # on natural-log mel power (before normalising)
+    mixup = LogMixupExp(ratio=0.4, seed=0)          # on normalised log-mel (BYOL-A's order)
     crop = RandomResizeCrop(seed=1)                  # on normalised log-mel: 0 = dataset mean
     masks = SpecAugment(seed=2)                      # optional, also on normalised log-mel
 
-    specs = log_mel(waves)                           # (B, 128, T)
-    view = masks(crop(normalize(mixup(specs), stats.mean, stats.std)))
+    specs = normalize(log_mel(waves), stats.mean, stats.std)    # (B, 128, T)
+    view = masks(crop(mixup(specs)))
 
 ``RandomResizeCrop`` fills the area outside the clip with zeros and ``SpecAugment`` masks with
 ``mask_value=0.0`` by default: on normalised features both mean "the dataset's average level",
@@ -74,12 +75,12 @@ class LogMixupExp:
     the oldest evicted first; with an empty memory (the first call) the batch passes through
     unchanged but is still pushed.
 
-    Apply it to **un-normalised** log-mel (natural-log power, as :func:`mast_core.features.log_mel`
-    returns): ``exp`` then gives back filterbank power, and the power spectrum of two superposed
-    uncorrelated sounds is (on average) the sum of their powers, so the result is what a
-    recording of the clip with the other sound quietly in the background would look like. On
-    normalised features ``exp`` would not undo the log and the mix would be a different,
-    unphysical blend.
+    Two domains (``AugmentSettings.mixup_domain``): on **normalised** log-mel, as BYOL-A applies
+    it, ``exp`` of the standardised values is a soft maximum in which the clip keeps most bins
+    (about 5 % go to the partner at ratio 0.4 on the demo's data). On **natural-log power** (as
+    :func:`mast_core.features.log_mel` returns it) ``exp`` gives back filterbank power and the mix
+    is a physical superposition; there the partner dominates far more bins (about 36 %), which
+    made SS-MAST collapse (docs/augmentation.md).
 
     Partners with a different number of frames are fitted to ``x``: longer ones are cropped at a
     random offset, shorter ones are repeated in time (a padding value would inject silence or a
@@ -113,24 +114,37 @@ class LogMixupExp:
         self._memory.clear()
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        """Mix each clip with a partner from the memory, then push the batch's own clips."""
+        mixed = self.mix(batch, self.draw(batch))
+        self.push(batch)
+        return mixed
+
+    def draw(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Partners ``(B, n_mels, T)`` from the memory and mixing weights ``(B,)`` for ``batch``,
+        without mixing or pushing (None while the memory is empty). Two views that should share
+        their partner and weight (:meth:`mix` each with the same draw) call this once."""
         _check_batch(batch, "LogMixupExp")
         batch_size, mel_bins, frames = batch.shape
         if self._memory and self._memory[0].shape[0] != mel_bins:
             raise ValueError(f"LogMixupExp memory holds clips with {self._memory[0].shape[0]} mel bins, got a batch with {mel_bins}")
         if not self._memory or batch_size == 0:
-            mixed = batch.clone()
-        else:
-            picks = torch.randint(len(self._memory), (batch_size,), generator=self.generator)
-            weights = torch.rand(batch_size, generator=self.generator, dtype=torch.float64) * self.ratio
-            partners = torch.stack([self._fit(self._memory[index], frames) for index in picks.tolist()])
-            partners = partners.to(device=batch.device, dtype=batch.dtype)
-            # log((1 - l) e^x + l e^z) = logaddexp(x + log(1 - l), z + log(l)); l = 0 gives log(0) = -inf,
-            # which logaddexp turns back into exactly x.
-            keep = torch.log1p(-weights).to(device=batch.device, dtype=batch.dtype)[:, None, None]
-            mix = torch.log(weights).to(device=batch.device, dtype=batch.dtype)[:, None, None]
-            mixed = torch.logaddexp(batch + keep, partners + mix)
-        self._push(batch)
-        return mixed
+            return None
+        picks = torch.randint(len(self._memory), (batch_size,), generator=self.generator)
+        weights = torch.rand(batch_size, generator=self.generator, dtype=torch.float64) * self.ratio
+        partners = torch.stack([self._fit(self._memory[index], frames) for index in picks.tolist()])
+        return partners.to(device=batch.device, dtype=batch.dtype), weights
+
+    def mix(self, batch: torch.Tensor, drawn: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+        """``log((1 - lambda) e^x + lambda e^z)`` for a :meth:`draw` (a copy of ``batch`` for None)."""
+        _check_batch(batch, "LogMixupExp")
+        if drawn is None:
+            return batch.clone()
+        partners, weights = drawn
+        # log((1 - l) e^x + l e^z) = logaddexp(x + log(1 - l), z + log(l)); l = 0 gives log(0) = -inf,
+        # which logaddexp turns back into exactly x.
+        keep = torch.log1p(-weights).to(device=batch.device, dtype=batch.dtype)[:, None, None]
+        mix = torch.log(weights).to(device=batch.device, dtype=batch.dtype)[:, None, None]
+        return torch.logaddexp(batch + keep, partners.to(batch.dtype) + mix)
 
     def _fit(self, clip: torch.Tensor, frames: int) -> torch.Tensor:
         """Crop (random offset) or repeat ``clip`` along time to exactly ``frames`` frames."""
@@ -142,7 +156,9 @@ class LogMixupExp:
             return clip.repeat(1, -(-frames // length))[:, :frames]
         return clip
 
-    def _push(self, batch: torch.Tensor) -> None:
+    def push(self, batch: torch.Tensor) -> None:
+        """Store the batch's clips (the newest ``memory_size``), evicting the oldest: once per batch."""
+        _check_batch(batch, "LogMixupExp")
         # Own copies: the caller may reuse or overwrite its batch buffer after we return.
         newest = batch.detach()[-self.memory_size :]
         self._memory.extend(clip.clone() for clip in newest)

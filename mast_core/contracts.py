@@ -185,9 +185,12 @@ class Objective(nn.Module, ABC):
         views: the batch keys the objective reads, in the order :meth:`loss` takes them.
         encoder_type: the encoder class the objective works on (``Encoder``: any).
         encoder_settings: constructor arguments the encoder must be built with for this objective.
+        augmented_views: whether the views are augmented (SS-MAST: the two views of the
+            augmentation chain) or clean normalised log-mel (SSAST).
     """
 
     views: ClassVar[tuple[str, ...]]
+    augmented_views: ClassVar[bool] = True
     encoder_type: ClassVar[type[Encoder]] = Encoder
     encoder_settings: ClassVar[dict[str, Any]] = {}
     encoder: Encoder

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .contracts import Encoder
+from .optim import decays
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ def layer_decay_groups(
         if not param.requires_grad:
             continue
         layer = ids[name]
-        no_decay = param.ndim <= 1 or name.endswith(("token", "pos_embed")) or ".rel_pos_" in name
+        no_decay = not decays(name, param)
         add(("encoder", layer, no_decay), param, encoder_lr * layer_decay ** (blocks + 1 - layer))
     for param in model.head.parameters():
         add(("head", 0, param.ndim <= 1), param, head_lr)

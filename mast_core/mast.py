@@ -62,7 +62,13 @@ def pooled_valid(valid: torch.Tensor | None, stride: int) -> torch.Tensor | None
 
 
 def relative_distance_index(
-    num_query: int, num_key: int, stride_q: int, stride_kv: int, max_distance: int, device: torch.device
+    num_query: int,
+    num_key: int,
+    stride_q: int,
+    stride_kv: int,
+    max_distance: int,
+    device: torch.device,
+    positions: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Index into a relative-position table for every (query, key) pair along one axis.
 
@@ -70,12 +76,30 @@ def relative_distance_index(
     distance is measured in units of the finer of the two grids (as MViTv2 does). Distances
     beyond the table (inputs longer than the model was built for) are clamped to its edge, so
     the table never has to be rebuilt or resized at run time.
+
+    ``positions`` ``(B, num_input)``: the true position of each input column, in input columns,
+    when they are not ``0, 1, 2, ...`` (after patch-drop, see :func:`column_positions`). The
+    index is then per clip, ``(B, num_query, num_key)``, from the true distances, rounded to the
+    nearest table entry where pooling made them fractional.
     """
     finer = min(stride_q, stride_kv)
-    q_pos = torch.arange(num_query, device=device) * (stride_q // finer)
-    k_pos = torch.arange(num_key, device=device) * (stride_kv // finer)
-    distance = q_pos[:, None] - k_pos[None, :]
+    if positions is None:
+        q_pos = torch.arange(num_query, device=device) * (stride_q // finer)
+        k_pos = torch.arange(num_key, device=device) * (stride_kv // finer)
+        distance = q_pos[:, None] - k_pos[None, :]
+    else:
+        q_pos = positions[:, ::stride_q][:, :num_query]
+        k_pos = positions[:, ::stride_kv][:, :num_key]
+        distance = torch.round((q_pos[:, :, None] - k_pos[:, None, :]) / finer).long()
     return distance.clamp(-max_distance, max_distance) + max_distance
+
+
+def column_positions(positions: torch.Tensor | None, stride: int, num_columns: int) -> torch.Tensor | None:
+    """True positions of the columns after a pooling of ``stride`` (column ``i`` is centred on input
+    column ``i * stride``), in units of the pooled grid; None stays None (columns ``0, 1, 2, ...``)."""
+    if positions is None or stride == 1:
+        return positions
+    return positions[:, ::stride][:, :num_columns] / stride
 
 
 class MultiScalePoolingAttention(nn.Module):
@@ -136,18 +160,27 @@ class MultiScalePoolingAttention(nn.Module):
         x = x.reshape(batch, heads, dim, -1).transpose(2, 3)
         return norm(x), new_grid
 
-    def _relative_bias(self, q: torch.Tensor, q_grid: Grid, k_grid: Grid) -> torch.Tensor:
+    def time_index(self, q_grid: Grid, k_grid: Grid, positions: torch.Tensor | None, device: torch.device) -> torch.Tensor:
+        """Relative-time table index of every (query, key) column pair: ``(Tq, Tk)``, or per clip
+        ``(B, Tq, Tk)`` from the true column ``positions`` after patch-drop."""
+        return relative_distance_index(q_grid[1], k_grid[1], self.stride_q, self.stride_kv, self.max_distance[1], device, positions)
+
+    def _relative_bias(self, q: torch.Tensor, q_grid: Grid, k_grid: Grid, positions: torch.Tensor | None) -> torch.Tensor:
         batch, heads, _, dim = q.shape
         index_f = relative_distance_index(q_grid[0], k_grid[0], self.stride_q, self.stride_kv, self.max_distance[0], q.device)
-        index_t = relative_distance_index(q_grid[1], k_grid[1], self.stride_q, self.stride_kv, self.max_distance[1], q.device)
+        index_t = self.time_index(q_grid, k_grid, positions, q.device)
         q_image = q.reshape(batch, heads, q_grid[0], q_grid[1], dim)
         bias_f = torch.einsum("bhftd,fkd->bhftk", q_image, self.rel_pos_freq[index_f].to(q.dtype))
-        bias_t = torch.einsum("bhftd,tkd->bhftk", q_image, self.rel_pos_time[index_t].to(q.dtype))
+        equation = "bhftd,tkd->bhftk" if index_t.dim() == 2 else "bhftd,btkd->bhftk"
+        bias_t = torch.einsum(equation, q_image, self.rel_pos_time[index_t].to(q.dtype))
         bias = bias_f[..., :, None] + bias_t[..., None, :]  # (B, H, Fq, Tq, Fk, Tk)
         return bias.reshape(batch, heads, q_grid[0] * q_grid[1], k_grid[0] * k_grid[1])
 
-    def forward(self, x: torch.Tensor, grid: Grid, valid: torch.Tensor | None = None) -> tuple[torch.Tensor, Grid, torch.Tensor | None]:
-        """x: (B, F*T, dim) tokens on ``grid``; ``valid``: (B,) valid time columns or None."""
+    def forward(
+        self, x: torch.Tensor, grid: Grid, valid: torch.Tensor | None = None, positions: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, Grid, torch.Tensor | None]:
+        """x: (B, F*T, dim) tokens on ``grid``; ``valid``: (B,) valid time columns or None;
+        ``positions``: (B, T) true time position of each column (after patch-drop) or None."""
         batch, num_tokens, _ = x.shape
         qkv = self.qkv(x)
         if valid is not None:
@@ -160,7 +193,7 @@ class MultiScalePoolingAttention(nn.Module):
         k, k_grid = self._pool(k, grid, self.pool_k, self.norm_k)
         v, _ = self._pool(v, grid, self.pool_v, self.norm_v)
 
-        bias = self._relative_bias(q, q_grid, k_grid)
+        bias = self._relative_bias(q, q_grid, k_grid, positions)
         if valid is not None:
             key_valid = column_mask(pooled_valid(valid, self.stride_kv), k_grid[1]).repeat(1, k_grid[0])
             bias = bias.masked_fill(~key_valid[:, None, None, :], float("-inf"))
@@ -213,13 +246,16 @@ class MultiScaleBlock(nn.Module):
             image = image.masked_fill(~column_mask(new_valid, image.shape[3])[:, None, None, :], 0.0)
         return image.flatten(2).transpose(1, 2)
 
-    def forward(self, x: torch.Tensor, grid: Grid, valid: torch.Tensor | None = None) -> tuple[torch.Tensor, Grid, torch.Tensor | None]:
+    def forward(
+        self, x: torch.Tensor, grid: Grid, valid: torch.Tensor | None = None, positions: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, Grid, torch.Tensor | None, torch.Tensor | None]:
+        """Returns the tokens, their grid, valid columns and column positions after this block."""
         x_norm = self.norm1(x)
         shortcut = self._shortcut(x, x_norm, grid, valid)
-        attended, grid, valid = self.attn(x_norm, grid, valid)
+        attended, grid, valid = self.attn(x_norm, grid, valid, positions)
         x = shortcut + self.drop_path(attended)
         x = x + self.drop_path(self.mlp(self.norm2(x)))
-        return x, grid, valid
+        return x, grid, valid, column_positions(positions, self.stride_q, grid[1])
 
 
 class MASTStage(nn.Module):
@@ -229,10 +265,12 @@ class MASTStage(nn.Module):
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
 
-    def forward(self, x: torch.Tensor, grid: Grid, valid: torch.Tensor | None) -> tuple[torch.Tensor, Grid, torch.Tensor | None]:
+    def forward(
+        self, x: torch.Tensor, grid: Grid, valid: torch.Tensor | None, positions: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, Grid, torch.Tensor | None, torch.Tensor | None]:
         for block in self.blocks:
-            x, grid, valid = block(x, grid, valid)
-        return x, grid, valid
+            x, grid, valid, positions = block(x, grid, valid, positions)
+        return x, grid, valid, positions
 
 
 class MAST(Encoder):
@@ -339,13 +377,16 @@ class MAST(Encoder):
         """
         check_spectrogram(spec, self.num_mel_bins, self.patch_size, lengths, patch_drop)
         image = self.patch_embed(spec)
+        positions = None  # true time position of each column: 0, 1, 2, ... unless patch-drop removed some
         if patch_drop > 0.0:
-            image = drop_time_columns(image, patch_drop, generator)
+            image, kept = drop_time_columns(image, patch_drop, generator, return_columns=True)
+            if kept is not None:
+                positions = kept.to(image.device, torch.float32)
         grid: Grid = (image.shape[2], image.shape[3])
         valid = valid_patch_columns(lengths.to(spec.device), self.patch_size, self.patch_stride) if lengths is not None else None
         x = image.flatten(2).transpose(1, 2)
         for stage in self.stages:
-            x, grid, valid = stage(x, grid, valid)
+            x, grid, valid, positions = stage(x, grid, valid, positions)
         tokens = self.norm(x)
         if valid is None:
             return TokenOutput(tokens, grid, tokens.mean(1), None, self.token_stride)

@@ -25,19 +25,24 @@ def kept_columns(num_columns: int, rate: float) -> int:
     return max(1, num_columns - round(rate * num_columns))
 
 
-def drop_time_columns(grid: torch.Tensor, rate: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def drop_time_columns(
+    grid: torch.Tensor, rate: float, generator: torch.Generator | None = None, *, return_columns: bool = False
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
     """Drop ``round(rate * T)`` random time columns of a ``(B, C, F, T)`` patch grid.
 
-    Each clip gets its own random columns; the kept ones stay in temporal order.
+    Each clip gets its own random columns; the kept ones stay in temporal order. With
+    ``return_columns`` it returns ``(grid, kept)``, ``kept`` ``(B, T_keep)`` the original index of
+    each kept column (None when nothing was dropped): an encoder with relative positions measures
+    time distances with them (columns 2 and 5 stay 3 apart once 3 and 4 are gone).
     """
     if grid.dim() != 4:
         raise ValueError(f"expected a (batch, channels, freq, time) grid, got shape {tuple(grid.shape)}")
     batch, channels, freq, time = grid.shape
     keep = kept_columns(time, rate)
     if keep == time:
-        return grid
+        return (grid, None) if return_columns else grid
     device = generator.device if generator is not None else grid.device
     scores = torch.rand(batch, time, generator=generator, device=device).to(grid.device)
-    index = scores.topk(keep, dim=1).indices.sort(dim=1).values  # (B, keep)
-    index = index[:, None, None, :].expand(batch, channels, freq, keep)
-    return grid.gather(3, index)
+    columns = scores.topk(keep, dim=1).indices.sort(dim=1).values  # (B, keep)
+    kept = grid.gather(3, columns[:, None, None, :].expand(batch, channels, freq, keep))
+    return (kept, columns) if return_columns else kept

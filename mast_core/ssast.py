@@ -112,6 +112,7 @@ class SSAST(Objective):
     """
 
     views = ("view_a",)
+    augmented_views = False  # SSAST corrupts by masking patches: it trains on clean spectrograms
     encoder_type = AST
     encoder_settings = {"patch_stride": 16}  # non-overlapping 16 x 16 patches, each target one clean patch
 

@@ -7,12 +7,21 @@ one), so the object store carries 2 bytes per sample instead of two float32 spec
     maker = ViewMaker(mean, std, augment=AugmentSettings(), seed=0, views=2)
     view_a, view_b = maker(waves, ids, epoch)        # waves: (B, samples) int16 or float
 
-Without ``augment`` every view is ``normalize(log_mel(wave))``. With it, each view is, in order,
-log-mixup-exp on the natural-log mel power (with a FIFO memory of earlier clips, kept by this
-maker across batches), normalisation, random resize crop and SpecAugment: the chain the stream ran
-before features moved to the device. Randomness is reseeded every batch from ``(seed, epoch, the
-batch's clip ids)``, so a batch gets the same augmentation when a run is repeated and a fresh one
-the next epoch, independently of the device and of the global RNG.
+Without ``augment`` every view is ``normalize(log_mel(wave))``. With it, each view is, in the
+order of the method's sources (BYOL-A, the MAST authors' code): normalisation, log-mixup-exp (with
+a FIFO memory of earlier clips, kept by this maker across batches and filled once per batch),
+random resize crop and SpecAugment. Two settings shape the mixing (docs/augmentation.md has the
+ablation that chose the defaults):
+
+- ``mixup_domain``: ``"normalized"`` mixes the normalised log-mel (BYOL-A's order);
+  ``"log_power"`` mixes the natural-log mel power before normalising (physically a superposition
+  of the two sounds, where the partner dominates far more bins).
+- ``mixup_partners``: ``"shared"`` gives both views of a clip the same partner and weight, so the
+  views differ only by crop and masks; ``"independent"`` draws one per view.
+
+Randomness is reseeded every batch from ``(seed, epoch, the batch's clip ids)``, so a batch gets
+the same augmentation when a run is repeated and a fresh one the next epoch, independently of the
+device and of the global RNG.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -42,6 +52,14 @@ class AugmentSettings:
     time_mask: int = 48
     num_freq_masks: int = 1
     num_time_masks: int = 1
+    mixup_domain: Literal["normalized", "log_power"] = "normalized"
+    mixup_partners: Literal["shared", "independent"] = "shared"
+
+    def __post_init__(self) -> None:
+        if self.mixup_domain not in ("normalized", "log_power"):
+            raise ValueError(f"mixup_domain must be 'normalized' or 'log_power', got {self.mixup_domain!r}")
+        if self.mixup_partners not in ("shared", "independent"):
+            raise ValueError(f"mixup_partners must be 'shared' or 'independent', got {self.mixup_partners!r}")
 
 
 def to_float(waves: torch.Tensor) -> torch.Tensor:
@@ -84,4 +102,19 @@ class ViewMaker:
         seed = batch_seed(self.seed, epoch, list(ids))
         for offset, op in enumerate((self.mixup, self.crop, self.masks)):
             op.generator.manual_seed(seed + offset)
-        return [self.masks(self.crop(normalize(self.mixup(spec), self.mean, self.std))) for _ in range(self.views)]
+        normalized_first = self.augment.mixup_domain == "normalized"
+        base = normalize(spec, self.mean, self.std) if normalized_first else spec  # what the memory holds
+        shared = self.mixup.draw(base) if self.augment.mixup_partners == "shared" else None
+        views = []
+        for _ in range(self.views):
+            mixed = self.mixup.mix(base, shared if self.augment.mixup_partners == "shared" else self.mixup.draw(base))
+            views.append(self.masks(self.crop(mixed if normalized_first else normalize(mixed, self.mean, self.std))))
+        self.mixup.push(base)  # once per batch: the memory holds distinct clips, never this batch's own
+        return views
+
+
+def objective_views(objective, mean: float, std: float, augment: AugmentSettings | None, seed: int = 0) -> ViewMaker:
+    """The :class:`ViewMaker` an objective trains on: as many views as it reads (``objective.views``),
+    augmented unless the objective trains on clean spectrograms (``augmented_views`` False: SSAST,
+    whose masked-patch task is its own corruption)."""
+    return ViewMaker(mean, std, augment if objective.augmented_views else None, seed=seed, views=len(objective.views))

@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 
 from mast_core.contracts import Objective
-from mast_core.views import ViewMaker
+from mast_core.optim import weight_decay_groups
+from mast_core.views import ViewMaker, objective_views
 from pipelines.common.runtime import worker_print
 from pipelines.common.tracking import quick_mlflow_failures
 from pipelines.data.stream import to_torch
@@ -105,31 +106,43 @@ class MetricBuffer:
         return True
 
 
+def digest(value) -> str:
+    """A 16-hex fingerprint of tensors, dicts, lists and plain values (bit-exact for tensors)."""
+    hasher = hashlib.sha256()
+
+    def feed(value) -> None:
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu().contiguous()
+            hasher.update(f"{value.dtype}{tuple(value.shape)}".encode())
+            hasher.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(value, dict):
+            for key in sorted(value, key=str):
+                hasher.update(repr(key).encode())
+                feed(value[key])
+        elif isinstance(value, (list, tuple)):
+            hasher.update(f"[{len(value)}]".encode())
+            for item in value:
+                feed(item)
+        else:
+            hasher.update(repr(value).encode())
+
+    feed(value)
+    return hasher.hexdigest()[:16]
+
+
 def state_digest(model: torch.nn.Module, optimizer, scheduler, progress: dict) -> str:
     """A fingerprint of everything a resume must restore: the weights and buffers (for SS-MAST the
     teacher, the heads and the key queue with its pointer), the optimiser's moments, the schedule's
     position, torch's RNG and the data position. Computed when a checkpoint is written and again
     after it is loaded, so a restore that misses any of them shows as two different digests."""
-    digest = hashlib.sha256()
+    return digest({**_training_state(model, optimizer, scheduler), "progress": {k: v for k, v in progress.items() if k != "state_hash"}})
 
-    def feed(value) -> None:
-        if isinstance(value, torch.Tensor):
-            value = value.detach().cpu().contiguous()
-            digest.update(f"{value.dtype}{tuple(value.shape)}".encode())
-            digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
-        elif isinstance(value, dict):
-            for key in sorted(value, key=str):
-                digest.update(repr(key).encode())
-                feed(value[key])
-        elif isinstance(value, (list, tuple)):
-            digest.update(f"[{len(value)}]".encode())
-            for item in value:
-                feed(item)
-        else:
-            digest.update(repr(value).encode())
 
-    feed({**_training_state(model, optimizer, scheduler), "progress": {k: v for k, v in progress.items() if k != "state_hash"}})
-    return digest.hexdigest()[:16]
+def broadcast_buffers(model: torch.nn.Module) -> None:
+    """Rank 0's buffers (SS-MAST's key queue and its pointer) on every rank. DDP broadcasts the
+    parameters when it wraps the model, but with ``broadcast_buffers=False`` not the buffers."""
+    for buffer in model.buffers():
+        torch.distributed.broadcast(buffer, src=0)
 
 
 def _training_state(model: torch.nn.Module, optimizer, scheduler) -> dict:
@@ -187,25 +200,30 @@ class PretrainWorker:
         # where each rank runs (a node's loss and the restarted group can be followed in the job log)
         worker_print(f"[pretrain] rank {self.rank}/{self.world} on node {ray.get_runtime_context().get_node_id()}")
         self.device = ray.train.torch.get_device()
+        # Every rank builds the same objective (weights, EMA teacher, initial key queue) from the run's
+        # seed; then each rank draws its own randomness (patch-drop columns, SSAST's masks).
+        torch.manual_seed(config.run.seed)
+        self.model = build_objective(config).to(self.device)
         torch.manual_seed(config.run.seed + self.rank)
         random.seed(config.run.seed + self.rank)
-
-        self.model = build_objective(config).to(self.device)
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(self.trainable, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
+        # no decay on norms, biases, tokens and position tables (mast_core.optim)
+        self.optimizer = torch.optim.AdamW(weight_decay_groups(self.model, config.optim.weight_decay), lr=config.optim.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: learning_rate_factor(step, config.optim.warmup_steps, config.optim.total_steps)
         )
         self.ddp = self.world > 1 and torch.distributed.is_initialized()
         # The key queue is a buffer kept identical on every rank by all_gather: no broadcasting.
         self.wrapped = DistributedDataParallel(self.model, broadcast_buffers=False) if self.ddp else self.model
+        if self.ddp:
+            broadcast_buffers(self.model)  # the same negatives on every rank from step 0
         self.train_shard = ray.train.get_dataset_shard("train")
         self.val_shard = ray.train.get_dataset_shard("val") if loop_config.get("has_val") else None
         # features on this worker's device: the stream ships int16 waveforms (pipelines.data.stream)
         mean, std = loop_config["stats"]
-        views = len(self.model.views)
-        self.train_views = ViewMaker(mean, std, config.data.augment, seed=config.data.seed, views=views)
-        self.val_views = ViewMaker(mean, std, config.data.augment, seed=config.data.seed + 1, views=views)
+        # SS-MAST: two augmented views; SSAST: one clean spectrogram
+        self.train_views = objective_views(self.model, mean, std, config.data.augment, seed=config.data.seed)
+        self.val_views = objective_views(self.model, mean, std, config.data.augment, seed=config.data.seed + 1)
         self.metrics = MetricBuffer(loop_config["tracking_uri"], loop_config["run_id"]) if self.rank == 0 else None
         if self.rank == 0:  # the group size as the workers see it, not as configured (tests read it)
             _tag_run(loop_config, {"mast.world_size": str(self.world)})
@@ -220,6 +238,8 @@ class PretrainWorker:
         start): weights, optimiser, schedule, RNG and data position. Rank 0 logs the state digest
         after loading, to compare with the one saved in the checkpoint's ``progress.json``."""
         if checkpoint is None:
+            # what each rank starts from (weights, teacher, queue), for comparing ranks in the run's tags
+            _tag_run(self.loop_config, {f"mast.initial_state.rank{self.rank}": digest(self.model.state_dict())})
             return
         with checkpoint.as_directory() as folder:
             self.progress = _load_training_state(Path(folder), self.model, self.optimizer, self.scheduler, self.device)
@@ -338,15 +358,15 @@ class PretrainWorker:
         with tempfile.TemporaryDirectory() as folder:
             folder = Path(folder)
             if self.rank == 0:
-                digest = state_digest(self.model, self.optimizer, self.scheduler, self.progress)
-                _save_training_state(folder, self.model, self.optimizer, self.scheduler, {**self.progress, "state_hash": digest})
+                state_hash = state_digest(self.model, self.optimizer, self.scheduler, self.progress)
+                _save_training_state(folder, self.model, self.optimizer, self.scheduler, {**self.progress, "state_hash": state_hash})
                 if final:
                     mean, std = self.loop_config["stats"]
                     save_encoder(self.model.encoder, folder / "encoder", FeatureSettings(mean=mean, std=std))
                 flushed = self.metrics.flush()
                 lines = [json.dumps({"step": s, **m}) for s, m in self.metrics.pending]
                 (folder / "metrics.jsonl").write_text("\n".join(lines))
-                payload.update(metrics_flushed=flushed, state_hash=digest)
+                payload.update(metrics_flushed=flushed, state_hash=state_hash)
             ray.train.report(payload, checkpoint=ray.train.Checkpoint.from_directory(str(folder)) if self.rank == 0 else None)
 
 

@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+import torch
 from mlflow import MlflowClient
 
 from fixtures import REPO_ROOT
@@ -73,6 +74,13 @@ def test_stopped_job_continues_from_its_checkpoint_when_rerun(ray_address, train
     assert newest["step"] >= STOP_AFTER and newest["step"] % EVERY == 0
     saved = json.loads((newest["folder"] / "progress.json").read_text())
     assert saved["step"] == newest["step"] and saved["state_hash"] == newest["state_hash"]
+    # the optimiser decays the weight matrices only (mast_core.optim): norms, biases, position tables at 0
+    groups = torch.load(newest["folder"] / "training_state.pt", weights_only=True)["optimizer"]["param_groups"]
+    assert [group["weight_decay"] for group in groups] == [0.05, 0.0]
+    assert groups[1]["names"] and all(
+        name.endswith(("bias", "norm.weight")) or ".rel_pos_" in name or "norm" in name for name in groups[1]["names"]
+    )
+    assert any(".rel_pos_time" in name for name in groups[1]["names"]) and not any(name.endswith("bias") for name in groups[0]["names"])
 
     second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]

@@ -11,6 +11,7 @@ from mast_core.mast import (
     pooled_grid,
     relative_distance_index,
 )
+from mast_core.patch_drop import drop_time_columns
 
 
 def count_parameters(model: torch.nn.Module) -> int:
@@ -30,7 +31,7 @@ def stage_shapes(model: MAST, spec: torch.Tensor) -> list[tuple[int, int, tuple[
     x = image.flatten(2).transpose(1, 2)
     shapes = []
     for stage in model.stages:
-        x, grid, _ = stage(x, grid, None)
+        x, grid, _, _ = stage(x, grid, None)
         shapes.append((x.shape[1], x.shape[2], grid, stage.blocks[0].attn.num_heads))
     return shapes
 
@@ -156,3 +157,69 @@ def test_gradients_reach_every_parameter():
     for name, param in model.named_parameters():  # a zero gradient trains nothing, like a missing one
         assert param.grad is not None and torch.isfinite(param.grad).all(), name
         assert param.grad.abs().sum() > 0, f"{name}: all-zero gradient"
+
+
+def test_relative_distance_after_patch_drop_is_the_true_distance():
+    # columns 3 and 4 dropped: kept 0, 1, 2, 5, 6, 7, 8; columns 2 and 5 are 3 apart, not 1
+    positions = torch.tensor([[0.0, 1, 2, 5, 6, 7, 8]])
+    index = relative_distance_index(7, 7, stride_q=1, stride_kv=1, max_distance=8, device=torch.device("cpu"), positions=positions)
+    distance = index[0] - 8
+    assert distance[2, 3] == -3 and distance[3, 2] == 3
+    assert torch.equal(distance, (positions[0][:, None] - positions[0][None, :]).long())
+    # without positions, the same call gives the compacted distances the old code used
+    compact = relative_distance_index(7, 7, 1, 1, 8, torch.device("cpu")) - 8
+    assert compact[2, 3] == -1
+
+
+def test_every_stage_measures_true_time_distances_after_patch_drop(monkeypatch):
+    """Through the pooled stages too: each attention's time index equals the distance between the
+    original (pre-drop) positions of its query and key columns, in units of its finer grid."""
+    torch.manual_seed(0)
+    model = mast_tiny().train()
+    spec = torch.randn(2, 128, 1024)  # 101 patch columns, 20 dropped
+    seen = []
+    original = MultiScalePoolingAttention.time_index
+
+    def recording(self, q_grid, k_grid, positions, device):
+        index = original(self, q_grid, k_grid, positions, device)
+        seen.append((self, q_grid, k_grid, index))
+        return index
+
+    monkeypatch.setattr(MultiScalePoolingAttention, "time_index", recording)
+    model.forward_tokens(spec, patch_drop=0.2, generator=torch.Generator().manual_seed(3))
+    # the same draw of kept columns as the encoder made
+    _, kept = drop_time_columns(model.patch_embed(spec), 0.2, torch.Generator().manual_seed(3), return_columns=True)
+    assert kept.shape == (2, 81)
+    position = kept.double()  # true position of each column, in columns of the current stage's input grid
+    for attention, q_grid, k_grid, index in seen:
+        assert index.shape == (2, q_grid[1], k_grid[1])  # per clip: the clips dropped different columns
+        finer = min(attention.stride_q, attention.stride_kv)
+        q_pos, k_pos = position[:, :: attention.stride_q][:, : q_grid[1]], position[:, :: attention.stride_kv][:, : k_grid[1]]
+        true = torch.round((q_pos[:, :, None] - k_pos[:, None, :]) / finer).long()
+        limit = attention.max_distance[1]
+        assert torch.equal(index - limit, true.clamp(-limit, limit))
+        position = q_pos / attention.stride_q
+    assert len(seen) == len(model.ordered_blocks())
+    # and they are not the compacted distances: the gaps show in every clip's first-stage index
+    attention, q_grid, k_grid, index = seen[0]
+    compact = relative_distance_index(q_grid[1], k_grid[1], attention.stride_q, attention.stride_kv, attention.max_distance[1], spec.device)
+    assert all(not torch.equal(index[clip], compact) for clip in range(2))
+
+
+def test_patch_drop_positions_change_the_output():
+    """The true positions are used: the same kept columns at compacted positions give another output."""
+    torch.manual_seed(0)
+    model = mast_tiny().eval()
+    spec = torch.randn(1, 128, 400)
+    with torch.no_grad():
+        dropped = model.forward_tokens(spec, patch_drop=0.3, generator=torch.Generator().manual_seed(1)).clip
+        image, kept = drop_time_columns(model.patch_embed(spec), 0.3, torch.Generator().manual_seed(1), return_columns=True)
+        grid, x = (image.shape[2], image.shape[3]), image.flatten(2).transpose(1, 2)
+        true, compact = x, x
+        true_grid = compact_grid = grid
+        positions = kept.float()
+        for stage in model.stages:
+            true, true_grid, _, positions = stage(true, true_grid, None, positions)
+            compact, compact_grid, _, _ = stage(compact, compact_grid, None, None)
+    torch.testing.assert_close(model.norm(true).mean(1), dropped)
+    assert not torch.allclose(model.norm(compact).mean(1), dropped, atol=1e-4)

@@ -50,6 +50,8 @@ def test_two_worker_pretraining_logs_to_mlflow_and_exports(shards, tmp_path):
     assert run.info.status == "FINISHED"
     assert run.data.params["model.arch"] == "mast_tiny" and run.data.params["run.num_workers"] == "2"
     assert run.data.tags["mast.world_size"] == "2"  # as the workers saw it, not only the configured value
+    # both ranks start from the same weights, teacher and key queue (the same negatives from step 0)
+    assert run.data.tags["mast.initial_state.rank0"] == run.data.tags["mast.initial_state.rank1"]
     assert loss_steps(tracking, result["run_id"]) == [1, 2, 3, 4, 5, 6]
     assert {"loss", "lr", "momentum", "samples_per_s", "data_wait_s", "val_loss"} <= set(run.data.metrics)
     assert sorted(m.step for m in client.get_metric_history(result["run_id"], "val_loss")) == [3, 6]
