@@ -118,3 +118,51 @@ def fit_linear_probe(
                 break
     linear.load_state_dict(best_state)
     return probe
+
+
+@torch.no_grad()
+def knn_accuracy(embeddings: torch.Tensor, labels: torch.Tensor, k: int = 20, temperature: float = 0.07) -> float:
+    """Leave-one-out weighted kNN accuracy on one labelled set: each clip is classified by its ``k``
+    nearest other clips (cosine similarity), each voting with weight ``exp(similarity / temperature)``
+    (the monitor of solo-learn and DINO). Clips labelled ``-1`` are left out. Cheap enough to run
+    during pretraining as an online monitor: no training, and it falls to chance when embeddings collapse."""
+    keep = labels >= 0
+    x, y = F.normalize(embeddings[keep].float(), dim=1), labels[keep].long()
+    if len(y) < 2:
+        raise ValueError(f"kNN accuracy needs at least 2 labelled clips, got {len(y)}")
+    similarity = x @ x.t()
+    similarity.fill_diagonal_(float("-inf"))  # leave each clip out of its own vote
+    k = min(k, len(y) - 1)
+    top, index = similarity.topk(k, dim=1)
+    votes = torch.zeros(len(y), int(y.max()) + 1).scatter_add_(1, y[index], (top / temperature).exp())
+    return float((votes.argmax(1) == y).float().mean())
+
+
+@torch.no_grad()
+def embedding_spread(embeddings: torch.Tensor) -> float:
+    """Mean over dimensions of the std over clips of the L2-normalised embeddings, times sqrt(D):
+    about 1 for embeddings spread evenly over the sphere, 0 when every clip maps to one point."""
+    if len(embeddings) < 2:
+        return float("nan")
+    x = F.normalize(embeddings.float(), dim=1)
+    return float(x.std(dim=0).mean() * x.shape[1] ** 0.5)
+
+
+def accuracy_interval(rounds: list[tuple[float, int]], level: float = 0.95, resamples: int = 10000, seed: int = 0) -> tuple[float, float]:
+    """Bootstrap interval of a test accuracy over test clips: ``rounds`` holds ``(accuracy, clips)``
+    per test round (one, or one per fold); the statistic is the mean accuracy over rounds.
+
+    Resampling a round's 0/1 correctness vector with replacement draws its number of correct clips
+    from Binomial(clips, accuracy), so the bootstrap needs only the two numbers (and is exact, not
+    an approximation). Returns the ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles."""
+    if not rounds or any(clips < 1 or not 0.0 <= accuracy <= 1.0 for accuracy, clips in rounds):
+        raise ValueError(f"accuracy_interval needs (accuracy in [0, 1], clips >= 1) per round, got {rounds}")
+    generator = torch.Generator().manual_seed(seed)
+    draws = torch.stack(
+        [
+            torch.binomial(torch.full((resamples,), float(clips)), torch.full((resamples,), float(accuracy)), generator=generator) / clips
+            for accuracy, clips in rounds
+        ]
+    ).mean(0)
+    low, high = torch.quantile(draws.double(), torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)).tolist()
+    return low, high

@@ -161,8 +161,14 @@ def train_loop(config: dict) -> None:
             break
     if config.get("test"):
         bare.load_state_dict(best_state)
-        test_accuracy, _ = _accuracy(model, ray.train.get_dataset_shard("test"), eval_views, settings.batch_size, device)
-        final = {"val_accuracy": best_accuracy, "test_accuracy": test_accuracy, "best_epoch": best_epoch, "epoch": best_epoch}
+        test_accuracy, test_clips = _accuracy(model, ray.train.get_dataset_shard("test"), eval_views, settings.batch_size, device)
+        final = {
+            "val_accuracy": best_accuracy,
+            "test_accuracy": test_accuracy,
+            "test_clips": test_clips,
+            "best_epoch": best_epoch,
+            "epoch": best_epoch,
+        }
         # Train V2 returns the metrics of the last *checkpoint*, so the final report carries a small one
         with tempfile.TemporaryDirectory() as folder:
             (Path(folder) / "metrics.json").write_text(json.dumps(final))

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from mast_core.probe import ProbeSettings, fit_linear_probe
+from mast_core.probe import ProbeSettings, accuracy_interval, fit_linear_probe
 from pipelines.common import storage as store
 from pipelines.common.checkpoints import local_encoder
 from pipelines.common.config import ConfigError
@@ -141,12 +141,12 @@ def _linear_plan(task: TaskConfig, encoder_dir: str, num_classes: int, progress)
     cache, cached = embed_task(task.shards, encoder_dir, task.frames_per_clip, progress=progress)
     rounds, tests = split_rounds(task, load_embeddings(cache))
 
-    def score_tests(best_config: dict, _space: TuneSpace) -> list[float]:
+    def score_tests(best_config: dict, _space: TuneSpace) -> list[tuple[float, int]]:
         settings = probe_settings(best_config)
         scores = []
         for data_round, (test_x, test_y) in zip(rounds, tests):  # the test rows are used here, once
             probe = fit_linear_probe(*data_round["train"], *data_round["validation"], settings, num_classes=num_classes)
-            scores.append(probe.accuracy(test_x, test_y))
+            scores.append((probe.accuracy(test_x, test_y), len(test_y)))
         return scores
 
     trainable = tune.with_parameters(linear_trial, rounds=rounds, num_classes=num_classes)
@@ -167,7 +167,7 @@ def _finetune_plan(task: TaskConfig, encoder_dir: str, num_classes: int, space: 
     runs = store.join(storage, f"{task.name}-finetune-{key}-train")  # the trials' Train runs, beside the Tune experiment
     common = {"workers": space.workers, "use_gpu": space.resources.get("gpu", 0) > 0, "cpus_per_worker": space.resources.get("cpu", 1.0)}
 
-    def score_tests(best_config: dict, _space: TuneSpace) -> list[float]:
+    def score_tests(best_config: dict, _space: TuneSpace) -> list[tuple[float, int]]:
         scores = []
         for fold in task.rounds:  # the test clips reach a Trainer here only, after selection
             metrics = fit_round(
@@ -182,7 +182,7 @@ def _finetune_plan(task: TaskConfig, encoder_dir: str, num_classes: int, space: 
                 with_test=True,
                 **common,
             )
-            scores.append(metrics["test_accuracy"])
+            scores.append((metrics["test_accuracy"], metrics["test_clips"]))
         return scores
 
     trainable = tune.with_parameters(
@@ -269,7 +269,8 @@ def _log_summary(client, parent_id: str, summary: dict) -> None:
         except Exception:  # a resumed sweep already logged the best config; params are immutable
             pass
     folds = len(summary["test_scores"]) > 1
-    for key in ("test_accuracy", "val_accuracy") + (("test_accuracy_std",) if folds else ()):
+    keys = ("test_accuracy", "val_accuracy", "test_ci_low", "test_ci_high", "chance_accuracy", "test_clips")
+    for key in keys + (("test_accuracy_std",) if folds else ()):
         client.log_metric(parent_id, key, summary[key])  # a std is logged only where there are folds
     client.set_terminated(parent_id, "FINISHED")
 
@@ -335,14 +336,20 @@ def run_sweep(
     best_config = dict(best.config)
     progress(f"[sweep] best validation accuracy {best.metrics['val_accuracy']:.4f} with {best_config}")
 
-    # 5. the test split, once, with the selected config
-    test_scores = score_tests(best_config, space)
+    # 5. the test split, once, with the selected config; a 95 % bootstrap interval over its clips
+    scored = score_tests(best_config, space)
+    test_scores = [accuracy for accuracy, _ in scored]
+    ci_low, ci_high = accuracy_interval(scored)
     summary = {
         "task": task.name,
         "protocol": protocol,
         "test_accuracy": statistics.mean(test_scores),
         "test_accuracy_std": statistics.pstdev(test_scores) if len(test_scores) > 1 else 0.0,
         "test_scores": test_scores,
+        "test_clips": sum(clips for _, clips in scored),
+        "test_ci_low": ci_low,
+        "test_ci_high": ci_high,
+        "chance_accuracy": 1.0 / num_classes,
         "val_accuracy": float(best.metrics["val_accuracy"]),
         "best_config": best_config,
         "trials": len(results),
@@ -351,5 +358,8 @@ def run_sweep(
     }
     _log_summary(client, parent_id, summary)
     spread = f" ± {summary['test_accuracy_std']:.4f} over {len(test_scores)} folds" if len(test_scores) > 1 else ""
-    progress(f"[sweep] {task.name}: test accuracy {summary['test_accuracy']:.4f}{spread}")
+    progress(
+        f"[sweep] {task.name}: test accuracy {summary['test_accuracy']:.4f}{spread} "
+        f"(95 % interval {ci_low:.4f}-{ci_high:.4f} over {summary['test_clips']} test clips)"
+    )
     return summary

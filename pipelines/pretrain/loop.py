@@ -48,6 +48,22 @@ def build_objective(config: PretrainConfig) -> Objective:
     )
 
 
+# The monitor warns when the batch's query_std falls below this fraction of its well-spread value.
+COLLAPSE_FRACTION = 0.5
+
+
+def collapse_warning(query_std: float, proj_dim: int) -> str | None:
+    """The warning for a window's mean ``query_std`` (SS-MAST's spread of the normalised projections),
+    None while it is above :data:`COLLAPSE_FRACTION` of the well-spread ``1 / sqrt(proj_dim)`` (or absent: SSAST)."""
+    spread = 1.0 / math.sqrt(proj_dim)
+    if not query_std < COLLAPSE_FRACTION * spread:
+        return None
+    return (
+        f"the projections are collapsing: query_std {query_std:.4f}, well spread is {spread:.4f} "
+        "(data.augment, optim.lr and objective.patch_drop decide this; docs/augmentation.md)"
+    )
+
+
 def learning_rate_factor(step: int, warmup: int, total: int) -> float:
     """Linear warm-up then cosine decay to 0."""
     if step < warmup:
@@ -224,6 +240,7 @@ class PretrainWorker:
         # SS-MAST: two augmented views; SSAST: one clean spectrogram
         self.train_views = objective_views(self.model, mean, std, config.data.augment, seed=config.data.seed)
         self.val_views = objective_views(self.model, mean, std, config.data.augment, seed=config.data.seed + 1)
+        self.clean_views = ViewMaker(mean, std)  # the representation monitor's input
         self.metrics = MetricBuffer(loop_config["tracking_uri"], loop_config["run_id"]) if self.rank == 0 else None
         if self.rank == 0:  # the group size as the workers see it, not as configured (tests read it)
             _tag_run(loop_config, {"mast.world_size": str(self.world)})
@@ -238,8 +255,14 @@ class PretrainWorker:
         start): weights, optimiser, schedule, RNG and data position. Rank 0 logs the state digest
         after loading, to compare with the one saved in the checkpoint's ``progress.json``."""
         if checkpoint is None:
-            # what each rank starts from (weights, teacher, queue), for comparing ranks in the run's tags
-            _tag_run(self.loop_config, {f"mast.initial_state.rank{self.rank}": digest(self.model.state_dict())})
+            # what each rank starts from (weights, teacher, queue), compared across ranks in the run's tags
+            # (rank 0 writes them all: one writer for a SQLite store)
+            digests = [digest(self.model.state_dict())]
+            if self.ddp:
+                digests = [None] * self.world
+                torch.distributed.all_gather_object(digests, digest(self.model.state_dict()))
+            if self.rank == 0:
+                _tag_run(self.loop_config, {f"mast.initial_state.rank{rank}": value for rank, value in enumerate(digests)})
             return
         with checkpoint.as_directory() as folder:
             self.progress = _load_training_state(Path(folder), self.model, self.optimizer, self.scheduler, self.device)
@@ -308,19 +331,56 @@ class PretrainWorker:
             progress["batches_in_epoch"] = 0
 
     def validate(self) -> None:
-        """4. Validate: the mean loss over the validation shard (every rank; rank 0 buffers it)."""
+        """4. Validate: the mean loss over the validation shard (every rank; rank 0 buffers it) and the
+        representation monitor on the same clips (:meth:`monitor`)."""
         model, device = self.model, self.device
         model.eval()
         total_loss = torch.zeros(2, device=device)  # (sum of batch losses, batches)
+        embeddings, labels = [], []
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
             for batch in self.val_shard.iter_torch_batches(batch_size=self.config.optim.batch_size, collate_fn=to_torch):
                 loss, _ = model(self.views_of(batch, self.val_views))
                 total_loss += torch.stack([loss.detach().float(), torch.ones((), device=device)])
+                if "wave" in batch and "label" in batch:  # stop-gradient embeddings of the clean clips
+                    (clean,) = self.clean_views(batch["wave"].to(device))
+                    embeddings.append(model.encoder(clean, batch["length"].to(device)).float().cpu())
+                    labels.append(batch["label"].cpu())
         if self.ddp:
             torch.distributed.all_reduce(total_loss)
         model.train()
         if self.rank == 0 and total_loss[1] > 0:
             self.metrics.add(self.progress["step"], {"val_loss": float(total_loss[0] / total_loss[1])})
+        self.monitor(embeddings, labels)
+
+    def monitor(self, embeddings: list[torch.Tensor], labels: list[torch.Tensor]) -> None:
+        """The online representation monitor (rank 0 logs it): leave-one-out kNN accuracy of the
+        student's clip embeddings on the labelled validation clips (every rank's share), their
+        spread, and a warning when the objective's ``query_std`` says the projections collapse."""
+        from mast_core.probe import embedding_spread, knn_accuracy
+
+        local = (torch.cat(embeddings), torch.cat(labels)) if embeddings else (torch.zeros(0, 1), torch.zeros(0, dtype=torch.long))
+        shares = [local]
+        if self.ddp:
+            shares = [None] * self.world
+            torch.distributed.all_gather_object(shares, local)
+        if self.rank != 0:
+            return
+        x = torch.cat([share[0] for share in shares if len(share[1])] or [torch.zeros(0, 1)])
+        y = torch.cat([share[1] for share in shares])
+        entry = {}
+        if int((y >= 0).sum()) >= 2 and len(torch.unique(y[y >= 0])) >= 2:
+            entry = {"monitor/knn_accuracy": knn_accuracy(x, y), "monitor/embedding_spread": embedding_spread(x[y >= 0])}
+            chance = float(torch.bincount(y[y >= 0]).max()) / int((y >= 0).sum())
+            worker_print(
+                f"[pretrain] monitor at step {self.progress['step']}: kNN accuracy {entry['monitor/knn_accuracy']:.3f} "
+                f"(majority class {chance:.3f}) on {int((y >= 0).sum())} validation clips, embedding spread {entry['monitor/embedding_spread']:.2f}"
+            )
+        warning = collapse_warning(self.stats_sum.get("query_std", float("nan")) / max(self.micro, 1), self.config.objective.proj_dim)
+        entry["monitor/collapse_warning"] = float(warning is not None)
+        if warning:
+            worker_print(f"[pretrain] warning at step {self.progress['step']}: {warning}", error=True)
+        if entry:
+            self.metrics.add(self.progress["step"], entry)
 
     def log_step(self) -> None:
         """Rank 0 buffers the step's metrics and flushes them to MLflow every ``log_every`` steps."""

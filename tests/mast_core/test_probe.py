@@ -50,3 +50,35 @@ def test_constant_dimensions_and_bad_inputs():
         fit_linear_probe(train_x, train_y, train_x[:0], train_y[:0])
     with pytest.raises(ValueError, match="dropout"):
         fit_linear_probe(train_x, train_y, train_x, train_y, ProbeSettings(dropout=1.0))
+
+
+def test_knn_accuracy_separates_clusters_and_falls_to_chance_on_collapse():
+    from mast_core.probe import embedding_spread, knn_accuracy
+
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.randn(4, 32, generator=generator) * 5
+    labels = torch.arange(4).repeat_interleave(25)
+    clustered = centres[labels] + torch.randn(100, 32, generator=generator)
+    assert knn_accuracy(clustered, labels, k=10) == 1.0
+    collapsed = torch.ones(100, 32) + 1e-4 * torch.randn(100, 32, generator=generator)
+    assert knn_accuracy(collapsed, labels, k=10) < 0.5
+    assert embedding_spread(collapsed) < 0.01 < 0.5 < embedding_spread(torch.randn(500, 32, generator=generator))
+    # unlabelled clips (-1) are left out; a clip never votes for itself
+    assert knn_accuracy(clustered, torch.where(torch.arange(100) % 2 == 0, labels, -1), k=5) == 1.0
+    assert knn_accuracy(torch.eye(4), torch.tensor([0, 1, 2, 3]), k=1) == 0.0
+
+
+def test_accuracy_interval_is_the_bootstrap_over_test_clips():
+    from mast_core.probe import accuracy_interval
+
+    low, high = accuracy_interval([(0.6, 280)])
+    # the bootstrap of a 0/1 vector: about 1.96 * sqrt(p (1 - p) / n) = 5.7 points either side
+    assert 0.53 < low < 0.55 and 0.65 < high < 0.67  # on the grid of 1/280 steps
+    wide, narrow = accuracy_interval([(0.6, 50)]), accuracy_interval([(0.6, 5000)])
+    assert wide[1] - wide[0] > high - low > narrow[1] - narrow[0]
+    # folds: the interval of the mean accuracy over folds, narrower than one fold's
+    folds = accuracy_interval([(0.6, 280)] * 5)
+    assert folds[0] < 0.6 < folds[1] and folds[1] - folds[0] < (high - low) / 2
+    assert accuracy_interval([(1.0, 30)]) == (1.0, 1.0)
+    with pytest.raises(ValueError, match="clips >= 1"):
+        accuracy_interval([(0.5, 0)])

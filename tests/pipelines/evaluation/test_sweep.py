@@ -207,6 +207,15 @@ def test_report_renders_the_table_from_mlflow(setup, tmp_path, capsys):
     assert "| model | fx_speech_commands | fx_us8k |" in printed
     row = next(line for line in printed.splitlines() if line.startswith("| MAST random"))
     assert "±" in row.split("|")[3] and "±" not in row.split("|")[2]  # only the fold task has a std
+    for cell in row.split("|")[2:4]:  # each cell: accuracy [95 % interval over the test clips]
+        accuracy, interval = cell.split("[")[0], cell.split("[")[1].split("]")[0]
+        low, high = (float(x) for x in interval.split(","))
+        assert low <= float(accuracy) <= high and high - low > 0
+    chance = next(line for line in printed.splitlines() if line.startswith("| chance"))
+    assert all(0 < float(value) < 100 for value in chance.strip("| ").split(" | ")[1:])
+    with open(tmp_path / "report" / "results.csv") as handle:
+        header = handle.readline().strip().split(",")
+    assert {"fx_us8k_ci_low", "fx_us8k_ci_high", "fx_us8k_chance"} <= set(header)
     assert {p.name for p in (tmp_path / "report").iterdir()} == {"results.md", "results.csv", "results.png"}
 
 

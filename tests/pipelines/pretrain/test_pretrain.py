@@ -55,6 +55,10 @@ def test_two_worker_pretraining_logs_to_mlflow_and_exports(shards, tmp_path):
     assert loss_steps(tracking, result["run_id"]) == [1, 2, 3, 4, 5, 6]
     assert {"loss", "lr", "momentum", "samples_per_s", "data_wait_s", "val_loss"} <= set(run.data.metrics)
     assert sorted(m.step for m in client.get_metric_history(result["run_id"], "val_loss")) == [3, 6]
+    # the representation monitor runs with validation, on the validation clips of both ranks
+    knn = client.get_metric_history(result["run_id"], "monitor/knn_accuracy")
+    assert sorted(m.step for m in knn) == [3, 6] and all(0.0 <= m.value <= 1.0 for m in knn)
+    assert {"monitor/embedding_spread", "monitor/collapse_warning"} <= set(run.data.metrics)
     artifacts = {a.path for a in client.list_artifacts(result["run_id"])}
     assert {"config.yaml", "loss_curve.png", "encoder"} <= artifacts
     encoder, features = load_encoder(result["export"])
