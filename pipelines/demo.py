@@ -79,7 +79,7 @@ class DemoSettings:
     lr: float = 5e-4
     trials: int = 8  # Tune trials per linear sweep
     with_ast: bool = False
-    augment: str = "mixup"  # a preset of configs/demo/augment.yaml
+    augment: str = "full"  # a preset of configs/demo/augment.yaml
     seed: int = 0
 
     def validate(self) -> None:
@@ -128,6 +128,7 @@ def pretrain_config(settings: DemoSettings, arch: str, sources: list[Path], work
         num_workers=settings.workers,
         checkpoint_every=max(settings.steps // 4, 1),
         log_every=max(settings.steps // 30, 1),
+        val_every=max(settings.steps // 10, 1),
         seed=settings.seed,
         torch_threads=max(1, 2 // settings.workers),
     )
@@ -138,9 +139,11 @@ def pretrain_config(settings: DemoSettings, arch: str, sources: list[Path], work
     )
     data["data"]["frames_per_clip"] = settings.frames
     data["data"]["seed"] = settings.seed
-    data["data"]["augment"]["time_mask"] = min(data["data"]["augment"].get("time_mask", 20), settings.frames // 4)
+    data["data"]["augment"]["time_mask"] = min(data["data"]["augment"].get("time_mask", 5), settings.frames // 4)
     data["data"]["augment"].update(augment_presets()[settings.augment])
     data["data"]["sources"] = [{"path": str(path), "weight": 1.0, "splits": ["train"]} for path in sources]
+    # the validation loss and the representation monitor (kNN accuracy) on the first task's validation clips
+    data["data"]["validation_sources"] = [{"path": str(sources[0]), "weight": 1.0, "splits": ["validation"]}]
     return build(PretrainConfig, data)
 
 

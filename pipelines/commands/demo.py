@@ -97,7 +97,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--augment",
         choices=_Presets(),
         default=defaults.augment,
-        help="pretraining augmentations: mixup (log-mixup-exp only, the default) or full (the paper's chain)",
+        help="pretraining augmentations: full (the chain of docs/augmentation.md, the default) or mixup (log-mixup-exp alone, the chain before)",
     )
     parser.add_argument("--keyword-speakers", type=int, default=synth.keyword_speakers)
     parser.add_argument("--clips-per-word", type=int, default=synth.clips_per_word)

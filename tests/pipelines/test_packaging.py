@@ -140,7 +140,7 @@ def test_an_installed_wheel_finds_its_configs_from_another_directory(wheel, tmp_
     assert found["root"] == str(site / "pipelines" / "_resources")
     assert found["task"] == "sc_v2_12" and "us8k" in found["tasks"]
     assert (found["linear"], found["finetune"]) == ("linear", "finetune")
-    assert found["augment"] == ["mixup", "full"] and found["demo_tasks"] == ["synth_keywords", "synth_languages"]
+    assert found["augment"] == ["full", "mixup"] and found["demo_tasks"] == ["synth_keywords", "synth_languages"]
 
     sweep = subprocess.run(
         [sys.executable, "-m", "pipelines", "sweep", "--help"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300
