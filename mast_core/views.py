@@ -112,10 +112,11 @@ class ViewMaker:
             op.generator.manual_seed(seed + offset)
         normalized_first = self.augment.mixup_domain == "normalized"
         base = normalize(spec, self.mean, self.std) if normalized_first else spec  # what the memory holds
-        shared = self.mixup.draw(base) if self.augment.mixup_partners == "shared" else None
+        share = self.augment.mixup_partners == "shared"
+        shared = self.mixup.draw(base) if share else None
         views = []
         for _ in range(self.views):
-            mixed = self.mixup.mix(base, shared if self.augment.mixup_partners == "shared" else self.mixup.draw(base))
+            mixed = self.mixup.mix(base, shared if share else self.mixup.draw(base))
             views.append(self.masks(self.crop(mixed if normalized_first else normalize(mixed, self.mean, self.std))))
         self.mixup.push(base)  # once per batch: the memory holds distinct clips, never this batch's own
         return views

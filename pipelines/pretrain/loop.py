@@ -259,8 +259,8 @@ class PretrainWorker:
             # (rank 0 writes them all: one writer for a SQLite store)
             digests = [digest(self.model.state_dict())]
             if self.ddp:
-                digests = [None] * self.world
-                torch.distributed.all_gather_object(digests, digest(self.model.state_dict()))
+                mine, digests = digests[0], [None] * self.world
+                torch.distributed.all_gather_object(digests, mine)
             if self.rank == 0:
                 _tag_run(self.loop_config, {f"mast.initial_state.rank{rank}": value for rank, value in enumerate(digests)})
             return
