@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 import copy
+import statistics
 from dataclasses import dataclass, field
 
 import torch
@@ -158,11 +159,15 @@ def accuracy_interval(rounds: list[tuple[float, int]], level: float = 0.95, resa
     if not rounds or any(clips < 1 or not 0.0 <= accuracy <= 1.0 for accuracy, clips in rounds):
         raise ValueError(f"accuracy_interval needs (accuracy in [0, 1], clips >= 1) per round, got {rounds}")
     generator = torch.Generator().manual_seed(seed)
+    # in float64, so a degenerate interval (every round all right or all wrong) is the point itself
     draws = torch.stack(
         [
-            torch.binomial(torch.full((resamples,), float(clips)), torch.full((resamples,), float(accuracy)), generator=generator) / clips
+            torch.binomial(torch.full((resamples,), float(clips)), torch.full((resamples,), float(accuracy)), generator=generator).double()
+            / clips
             for accuracy, clips in rounds
         ]
     ).mean(0)
-    low, high = torch.quantile(draws.double(), torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)).tolist()
-    return low, high
+    low, high = torch.quantile(draws, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)).tolist()
+    point = statistics.mean(accuracy for accuracy, _ in rounds)  # the sweep's test accuracy, to the bit
+    # the point lies inside its interval (float rounding could put it a hair outside)
+    return min(low, point), max(high, point)

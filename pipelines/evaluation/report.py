@@ -108,8 +108,8 @@ def write_report(table: dict, out: Path) -> list[Path]:
         xs = [i + offset * width for i, task in enumerate(columns) if task in table[label]]
         values = [table[label][task] for task in columns if task in table[label]]
         # error bars: the bootstrap interval where logged, else the std over folds
-        below = [v.accuracy - v.low if v.low is not None else (v.std or 0.0) for v in values]
-        above = [v.high - v.accuracy if v.high is not None else (v.std or 0.0) for v in values]
+        below = [max(0.0, v.accuracy - v.low) if v.low is not None else (v.std or 0.0) for v in values]
+        above = [max(0.0, v.high - v.accuracy) if v.high is not None else (v.std or 0.0) for v in values]
         axis.bar(xs, [v.accuracy for v in values], width, yerr=[below, above], capsize=3, label=label)
     for i, task in enumerate(columns):
         chance = next((row[task].chance for row in table.values() if task in row and row[task].chance is not None), None)

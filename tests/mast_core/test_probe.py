@@ -1,3 +1,5 @@
+import statistics
+
 import pytest
 import torch
 
@@ -80,5 +82,9 @@ def test_accuracy_interval_is_the_bootstrap_over_test_clips():
     folds = accuracy_interval([(0.6, 280)] * 5)
     assert folds[0] < 0.6 < folds[1] and folds[1] - folds[0] < (high - low) / 2
     assert accuracy_interval([(1.0, 30)]) == (1.0, 1.0)
+    # folds each all right or all wrong: the interval is the mean itself, to the bit (the report's
+    # error bars are accuracy - low and high - accuracy; float32 draws once put low above it)
+    rounds = [(1.0, 3), (1.0, 2), (0.0, 4)]
+    assert accuracy_interval(rounds) == (statistics.mean([1.0, 1.0, 0.0]),) * 2
     with pytest.raises(ValueError, match="clips >= 1"):
         accuracy_interval([(0.5, 0)])
