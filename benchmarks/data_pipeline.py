@@ -1,9 +1,10 @@
 """Data throughput on the same shards in one run: decode + crop + log-mel + normalise, three ways.
 
 (a) a single process looping over the shards: ``decode_clips`` then ``ViewMaker`` (the features),
-(b) the Ray Data pipeline (`pipelines.data.stream.build_stream`): decoding tasks on --workers CPUs
-    shipping int16 waveforms, features in the consuming process (as a train worker computes them),
-    iterated for --epochs epochs of the same lazy dataset,
+(b) the Ray Data pipeline (`pipelines.data.stream.build_stream`) on --workers decoding tasks, both
+    feature paths: ``device`` ships int16 waveforms and the consuming process computes the log-mel
+    (as a train worker does on its GPU), ``tasks`` computes it in the decoding tasks (the CPU-only
+    choice of ``data.features: auto``); each iterated for --epochs epochs of one lazy dataset,
 (c) a torch DataLoader with --workers worker processes doing (a)'s work.
 
 All three do the same work per clip (FLAC decode, centre crop to --frames, batched Kaldi log-mel,
@@ -13,12 +14,13 @@ start-up: the first epoch of (b) and (c) pays for worker processes and their tor
 "first batch" column shows how much; later epochs of (b) reuse Ray's worker processes. Run
 ``benchmarks/ingest.py`` first (it leaves shards in --work/shards).
 
-    python benchmarks/data_pipeline.py --work /tmp/mast-bench --frames 998 --repeat 4
+    python benchmarks/data_pipeline.py --work /tmp/mast-bench --frames 998 --repeat 1
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -51,7 +53,9 @@ def featurized(batch: dict, views) -> dict:
     """A decoded batch with its features computed, as a train worker computes them."""
     import torch
 
-    (spec,) = views(torch.as_tensor(batch["wave"]))
+    from pipelines.data.stream import clip_input
+
+    (spec,) = views(torch.as_tensor(clip_input(batch)))
     return {"spec": spec, "label": batch["label"]}
 
 
@@ -98,7 +102,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=998, help="frames per clip (998 = 10 s)")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2, help="decoding actors / DataLoader workers")
-    parser.add_argument("--repeat", type=int, default=4, help="read the shards this many times per pass")
+    parser.add_argument("--repeat", type=int, default=1, help="read the shards this many times per pass")
     parser.add_argument("--epochs", type=int, default=3, help="epochs of the Ray pipeline (the first pays start-up)")
     args = parser.parse_args()
 
@@ -112,11 +116,13 @@ def main() -> None:
     # Ray gets 2 more logical CPUs than decoding tasks: the file listing and the read tasks each
     # need a whole logical CPU (docs/design.md, "Platform notes"), though they use almost none.
     init_ray(num_cpus=args.workers + 2)
-    dataset = build_stream(sources, settings)  # one lazy dataset, iterated once per epoch
-
     passes = [("(a) single process", lambda: single_process(files, settings, stats), 1)]
-    for epoch in range(1, args.epochs + 1):
-        passes.append((f"(b) Ray Data, {args.workers} tasks, epoch {epoch}", lambda: ray_pipeline(dataset, settings, stats), args.workers))
+    for features, where in (("device", "features in the consumer"), ("tasks", "features in the tasks")):
+        # one lazy dataset per feature path, iterated once per epoch
+        dataset = build_stream(sources, dataclasses.replace(settings, features=features))
+        for epoch in range(1, args.epochs + 1):
+            name = f"(b) Ray Data, {args.workers} tasks, {where}, epoch {epoch}"
+            passes.append((name, lambda dataset=dataset: ray_pipeline(dataset, settings, stats), args.workers))
     passes.append((f"(c) DataLoader, {args.workers} workers", lambda: dataloader(files, settings, stats, args.workers), args.workers))
     rows = []
     for name, run, cpus in passes:

@@ -98,12 +98,17 @@ class ViewMaker:
             self.crop = RandomResizeCrop(augment.virtual_crop_scale, augment.freq_scale, augment.time_scale, seed=seed)
             self.masks = SpecAugment(augment.freq_mask, augment.time_mask, augment.num_freq_masks, augment.num_time_masks, seed=seed)
 
-    def features(self, waves: torch.Tensor) -> torch.Tensor:
-        """Natural-log mel power of a waveform batch (no normalisation, no augmentation)."""
-        return log_mel(to_float(waves))
+    @staticmethod
+    def features(signal: torch.Tensor) -> torch.Tensor:
+        """Natural-log mel power of a waveform batch ``(B, samples)`` (no normalisation, no
+        augmentation); a batch of it already computed ``(B, 128, frames)`` passes through."""
+        if signal.dim() == 3:
+            return signal.float()
+        return log_mel(to_float(signal))
 
-    def __call__(self, waves: torch.Tensor, ids: Sequence[str] = (), epoch: int = 0) -> list[torch.Tensor]:
-        spec = self.features(waves)
+    def __call__(self, signal: torch.Tensor, ids: Sequence[str] = (), epoch: int = 0) -> list[torch.Tensor]:
+        """The views of a batch of waveforms ``(B, samples)`` or of their log-mel ``(B, 128, frames)``."""
+        spec = self.features(signal)
         if self.augment is None:
             view = normalize(spec, self.mean, self.std)
             return [view] * self.views

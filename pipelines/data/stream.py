@@ -34,12 +34,13 @@ import torch
 from ray.data.collate_fn import NumpyBatchCollateFn
 
 from mast_core.audio import decode_audio
-from mast_core.views import AugmentSettings, batch_seed
+from mast_core.views import AugmentSettings, ViewMaker, batch_seed
 from pipelines.common import storage
 
-__all__ = ["AugmentSettings", "DataConfigError", "Source", "StreamSettings", "build_stream", "decode_clips", "to_torch"]
+__all__ = ["AugmentSettings", "DataConfigError", "Source", "StreamSettings", "build_stream", "clip_input", "decode_clips", "to_torch"]
 
 MODES = ("pretrain", "train", "eval")
+FEATURE_PATHS = ("device", "tasks")
 
 
 class DataConfigError(ValueError):
@@ -73,14 +74,29 @@ class StreamSettings:
     batch_size: int = 32  # rows per decoding task (not the training batch size)
     decode_actors: int = 1  # decoding tasks in flight at once (one CPU each)
     seed: int = 0
+    features: str = "device"  # "device": ship waveforms; "tasks": the decoding tasks compute the log-mel too
 
     def validate(self) -> None:
         if self.mode not in MODES:
             raise DataConfigError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.frames_per_clip < 16:
             raise DataConfigError(f"frames_per_clip must be >= 16 (one patch), got {self.frames_per_clip}")
+        if self.features not in FEATURE_PATHS:
+            raise DataConfigError(f"features must be one of {FEATURE_PATHS}, got {self.features!r}")
         if self.batch_size < 1 or self.decode_actors < 1:
             raise DataConfigError(f"batch_size and decode_actors must be >= 1, got {self.batch_size}, {self.decode_actors}")
+
+
+def block_bytes(settings: StreamSettings) -> int:
+    """Bytes of one decoded batch: the target block size, so that each batch leaves its task at once."""
+    per_clip = 4 * 128 * settings.frames_per_clip if settings.features == "tasks" else 2 * samples_for_frames(settings.frames_per_clip)
+    return max(1 << 20, settings.batch_size * per_clip)
+
+
+def clip_input(batch: dict):
+    """What a consumer feeds :class:`mast_core.views.ViewMaker`: the log-mel ``spec`` the decoding tasks
+    computed (``features="tasks"``) or the int16 waveforms ``wave`` (``"device"``)."""
+    return batch["spec"] if "spec" in batch else batch["wave"]
 
 
 def samples_for_frames(frames: int, sample_rate: int = 16000) -> int:
@@ -172,14 +188,18 @@ def decode_clips(
     folds: tuple[int, ...] | None = None,
 ) -> dict[str, np.ndarray]:
     """Ray Data ``map_batches`` function (also usable without Ray): Parquet rows -> the wanted clips as
-    fixed-length int16 waveforms ``wave`` ``(B, samples)``, ``length`` (valid frames), ``label`` (the
-    first label index, -1 for none) and ``id``."""
+    fixed-length int16 waveforms ``wave`` ``(B, samples)`` (or, with ``features="tasks"``, their
+    natural-log mel power ``spec`` ``(B, 128, frames)`` float32, as ``ViewMaker.features`` computes
+    it), ``length`` (valid frames), ``label`` (the first label index, -1 for none) and ``id``."""
     samples = samples_for_frames(settings.frames_per_clip)
     keep = _wanted(batch, splits, folds)
     ids = [str(batch["id"][i]) for i in keep]
     if not keep:
+        empty = (
+            np.zeros((0, 128, settings.frames_per_clip), np.float32) if settings.features == "tasks" else np.zeros((0, samples), np.int16)
+        )
         return {
-            "wave": np.zeros((0, samples), np.int16),
+            "spec" if settings.features == "tasks" else "wave": empty,
             "length": np.zeros(0, np.int64),
             "label": np.zeros(0, np.int64),
             "id": np.asarray([], dtype=str),
@@ -187,8 +207,10 @@ def decode_clips(
     rng = np.random.default_rng(batch_seed(settings.seed, _execution_index(), ids)) if settings.mode != "eval" else None
     waves, frames = zip(*(_window(decode_audio(batch["audio"][i], dtype="int16"), samples, settings.frames_per_clip, rng) for i in keep))
     labels = [batch["label_indices"][i] for i in keep]
+    waves = torch.stack(waves)
+    signal = {"spec": ViewMaker.features(waves).numpy()} if settings.features == "tasks" else {"wave": waves.numpy()}
     return {
-        "wave": torch.stack(waves).numpy(),
+        **signal,
         "length": np.asarray(frames, dtype=np.int64),
         "label": np.asarray([int(label[0]) if len(label) else -1 for label in labels], dtype=np.int64),
         "id": np.asarray(ids),
@@ -237,7 +259,7 @@ def build_stream(sources: list[Source], settings: StreamSettings):
         shuffle=FileShuffleConfig(seed=settings.seed) if settings.mode != "eval" else None,
         override_num_blocks=len(files),
     ).select_columns(["id", "audio", "label_indices", "split"] + (["fold"] if folds else []))
-    return dataset.map_batches(
+    stream = dataset.map_batches(
         decode_clips,
         fn_kwargs={"settings": settings, "splits": splits, "folds": folds},
         batch_size=settings.batch_size,
@@ -245,3 +267,8 @@ def build_stream(sources: list[Source], settings: StreamSettings):
         compute=TaskPoolStrategy(size=settings.decode_actors),
         num_cpus=1,
     )
+    # Ray buffers a task's output up to the target block size (128 MiB) before handing it on: a
+    # shard's whole decoded output (333 clips, 106 MB at 10 s) then leaves its task at the end, and
+    # each epoch's first batch waits 2-3 s for it. A target of one batch streams each batch at once.
+    stream.context.target_max_block_size = block_bytes(settings)
+    return stream

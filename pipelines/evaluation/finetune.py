@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from mast_core.finetune import FinetuneSettings
 from mast_core.views import AugmentSettings, ViewMaker
 from pipelines.common.storage import absolute, adopt_settings, driver_settings, train_storage
-from pipelines.data.stream import Source, StreamSettings, build_stream, to_torch
+from pipelines.data.stream import Source, StreamSettings, build_stream, clip_input, to_torch
 from pipelines.evaluation.tasks import TaskConfig
 
 DATA_ACTORS_PER_TRIAL = 2  # CPUs for data per trial: the decoding tasks of the training and the validation clips
@@ -76,7 +76,7 @@ def _accuracy(model: torch.nn.Module, shard, views: ViewMaker, batch_size: int, 
             keep = batch["label"] >= 0
             if not bool(keep.any()):
                 continue
-            (spec,) = views(batch["wave"][keep])
+            (spec,) = views(clip_input(batch)[keep])
             lengths = batch["length"][keep]
             logits = model(spec, lengths if int(lengths.min()) < spec.shape[-1] else None)
             correct += torch.tensor(
@@ -129,7 +129,7 @@ def train_loop(config: dict) -> None:
             if not bool(keep.any()):
                 continue
             ids = [clip for clip, kept in zip(batch["id"], keep.tolist()) if kept]
-            (spec,) = train_views(batch["wave"][keep], ids, epoch)
+            (spec,) = train_views(clip_input(batch)[keep], ids, epoch)
             lengths, labels = batch["length"][keep], batch["label"][keep]
             loss = F.cross_entropy(model(spec, lengths if int(lengths.min()) < spec.shape[-1] else None), labels)
             optimizer.zero_grad(set_to_none=True)

@@ -35,6 +35,9 @@ class DataSection:
     val_clips: int = 64
     frames_per_clip: int = 1024
     decode_actors: int = 1
+    # where the log-mel is computed: "device" (the train worker, from shipped waveforms), "tasks"
+    # (the decoding tasks, on the cluster's CPUs) or "auto" (device with GPUs, tasks without)
+    features: str = "auto"
     featurize_batch: int = 32
     shuffle_buffer: int = 256
     seed: int = 0
@@ -45,6 +48,8 @@ class DataSection:
             raise ConfigError("sources: give at least one ingested dataset folder")
         if self.frames_per_clip < 16 or self.decode_actors < 1 or self.featurize_batch < 1 or self.shuffle_buffer < 0:
             raise ConfigError("frames_per_clip >= 16, decode_actors >= 1, featurize_batch >= 1, shuffle_buffer >= 0")
+        if self.features not in ("auto", "device", "tasks"):
+            raise ConfigError(f"data.features: {self.features!r} is not one of 'auto', 'device', 'tasks'")
 
 
 @dataclass

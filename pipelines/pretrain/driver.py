@@ -120,6 +120,14 @@ def open_tracking(config: PretrainConfig, tracking_uri: str | None) -> tuple[str
     return tracking_uri, run_id
 
 
+def feature_path(config: PretrainConfig) -> str:
+    """Where the log-mel is computed (``data.features``; ``auto``: on the workers' GPUs when they
+    have them, else in the decoding tasks, which on CPUs measured faster, docs/design.md)."""
+    if config.data.features != "auto":
+        return config.data.features
+    return "device" if config.run.use_gpu else "tasks"
+
+
 def stream_datasets(config: PretrainConfig, sources: list, dataset=None) -> dict:
     """The Train datasets: ``train``, the pretraining stream of the shards' waveforms (or ``dataset``),
     and ``val``, the first ``val_clips`` of the validation sources, materialised once. The workers
@@ -132,6 +140,7 @@ def stream_datasets(config: PretrainConfig, sources: list, dataset=None) -> dict
             batch_size=config.data.featurize_batch,
             decode_actors=config.data.decode_actors,
             seed=seed,
+            features=feature_path(config),
         )
 
     datasets = {"train": dataset if dataset is not None else build_stream(sources, settings(config.data.seed))}
@@ -219,6 +228,12 @@ def pretrain(config: PretrainConfig, tracking_uri: str | None = None, dataset=No
     sources, stats = check_data(config, dataset, stats)  # 1. (the config itself was checked when loaded)
     tracking_uri, run_id = open_tracking(config, tracking_uri)  # 3. before Ray: a clashing config fails at once
     init_ray()  # 2.
+    path = feature_path(config)
+    print(
+        f"[pretrain] features: log-mel {'on the train workers' if path == 'device' else 'in the decoding tasks'} (data.features={config.data.features})",
+        flush=True,
+    )
+    MlflowClient(tracking_uri).set_tag(run_id, "mast.feature_path", path)
     datasets = stream_datasets(config, sources, dataset)  # 4.
     result = build_trainer(config, datasets, {"tracking_uri": tracking_uri, "run_id": run_id, "stats": stats}).fit()
     client = MlflowClient(tracking_uri)

@@ -17,7 +17,7 @@ from mast_core.optim import weight_decay_groups
 from mast_core.views import ViewMaker, objective_views
 from pipelines.common.runtime import worker_print
 from pipelines.common.tracking import quick_mlflow_failures
-from pipelines.data.stream import to_torch
+from pipelines.data.stream import clip_input, to_torch
 from pipelines.pretrain.config import PretrainConfig, load_config_dict
 
 
@@ -279,9 +279,9 @@ class PretrainWorker:
     def views_of(self, batch: dict, maker: ViewMaker) -> dict[str, torch.Tensor]:
         """The objective's input views of a stream batch, computed on this worker's device. A dataset
         of ready views (``pretrain(dataset=...)``, the throughput benchmark) is passed through."""
-        if "wave" not in batch:
+        if "wave" not in batch and "spec" not in batch:
             return {key: batch[key].to(self.device) for key in self.model.views}
-        tensors = maker(batch["wave"].to(self.device), batch["id"], self.progress["epoch"])
+        tensors = maker(clip_input(batch).to(self.device), batch["id"], self.progress["epoch"])
         return dict(zip(self.model.views, tensors))
 
     def optimizer_steps(self):
@@ -341,8 +341,8 @@ class PretrainWorker:
             for batch in self.val_shard.iter_torch_batches(batch_size=self.config.optim.batch_size, collate_fn=to_torch):
                 loss, _ = model(self.views_of(batch, self.val_views))
                 total_loss += torch.stack([loss.detach().float(), torch.ones((), device=device)])
-                if "wave" in batch and "label" in batch:  # stop-gradient embeddings of the clean clips
-                    (clean,) = self.clean_views(batch["wave"].to(device))
+                if ("wave" in batch or "spec" in batch) and "label" in batch:  # stop-gradient embeddings of the clean clips
+                    (clean,) = self.clean_views(clip_input(batch).to(device))
                     embeddings.append(model.encoder(clean, batch["length"].to(device)).float().cpu())
                     labels.append(batch["label"].cpu())
         if self.ddp:

@@ -72,6 +72,36 @@ def test_the_stream_ships_int16_waveforms_in_an_arrow_tensor_column(shards):
     assert isinstance(wave, (ArrowTensorType, ArrowTensorTypeV2)), schema
     assert wave.storage_type.value_type == pa.int16() and wave.shape == (samples_for_frames(FRAMES),)
     assert schema.field("length").type == pa.int64() and schema.field("label").type == pa.int64()
+    # the CPU feature path ("tasks"): the log-mel as a float32 tensor column, not pickled either
+    stream = build_stream([source], StreamSettings(frames_per_clip=FRAMES, mode="pretrain", batch_size=8, seed=3, features="tasks"))
+    schema = ray.get(stream.limit(8).to_arrow_refs()[0]).schema
+    spec = schema.field("spec").type
+    assert isinstance(spec, (ArrowTensorType, ArrowTensorTypeV2)), schema
+    assert spec.storage_type.value_type == pa.float32() and spec.shape == (128, FRAMES)
+    assert "wave" not in schema.names
+
+
+def test_device_and_task_feature_paths_give_the_same_views(shards):
+    """Parity on CPU: log-mel in the decoding tasks (shipped as ``spec``) or in the consumer from the
+    shipped waveforms: the same normalised features for every clip, and the same augmented views."""
+    source = Source(str(shards["us8k"]))
+    settings = dict(frames_per_clip=FRAMES, mode="eval", batch_size=8)
+    (waves,) = collect(build_stream([source], StreamSettings(**settings, features="device")), "wave")
+    (specs,) = collect(build_stream([source], StreamSettings(**settings, features="tasks")), "spec")
+    assert set(waves) == set(specs) and len(waves) > 8
+    ids = sorted(waves)
+    device_in = torch.from_numpy(np.stack([waves[c] for c in ids]))
+    tasks_in = torch.from_numpy(np.stack([specs[c] for c in ids]))
+    assert tasks_in.shape == (len(ids), 128, FRAMES) and tasks_in.dtype == torch.float32
+    (plain_device,) = ViewMaker(-5.0, 4.0)(device_in)
+    (plain_tasks,) = ViewMaker(-5.0, 4.0)(tasks_in)
+    torch.testing.assert_close(plain_device, plain_tasks, rtol=0, atol=1e-5)
+    assert plain_device.std() > 0.1  # real features, not zeros
+    views = [ViewMaker(-5.0, 4.0, AugmentSettings(), seed=7, views=2) for _ in range(2)]
+    for maker, batch in zip(views, (device_in, tasks_in)):
+        maker(batch[:8], ids[:8], epoch=0)  # fills the mixup memory the same way
+    for a, b in zip(views[0](device_in[8:], ids[8:], epoch=0), views[1](tasks_in[8:], ids[8:], epoch=0)):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-4)
 
 
 def test_pretraining_views_differ_between_views_and_epochs(shards):
@@ -163,6 +193,8 @@ def test_bad_sources_and_settings_fail_before_work(tmp_path):
         mixture_files([Source(str(tmp_path))])
     with pytest.raises(DataConfigError, match="mode must be one of"):
         StreamSettings(mode="finetune").validate()
+    with pytest.raises(DataConfigError, match="features must be one of"):
+        StreamSettings(features="gpu").validate()
 
 
 def test_decoding_runs_without_ray(shards):

@@ -17,7 +17,7 @@ from fixtures.services import free_port, start_mlflow_server, stop_server
 from mast_core.checkpoint import load_encoder
 from pipelines.common.config import ConfigError, load_config
 from pipelines.data.ingest import IngestSettings, ingest
-from pipelines.pretrain.driver import PretrainConfig, pretrain
+from pipelines.pretrain.driver import PretrainConfig, feature_path, pretrain
 
 ROOT = REPO_ROOT
 
@@ -50,6 +50,7 @@ def test_two_worker_pretraining_logs_to_mlflow_and_exports(shards, tmp_path):
     assert run.info.status == "FINISHED"
     assert run.data.params["model.arch"] == "mast_tiny" and run.data.params["run.num_workers"] == "2"
     assert run.data.tags["mast.world_size"] == "2"  # as the workers saw it, not only the configured value
+    assert run.data.tags["mast.feature_path"] == "tasks"  # data.features=auto on CPUs
     # both ranks start from the same weights, teacher and key queue (the same negatives from step 0)
     assert run.data.tags["mast.initial_state.rank0"] == run.data.tags["mast.initial_state.rank1"]
     assert loss_steps(tracking, result["run_id"]) == [1, 2, 3, 4, 5, 6]
@@ -121,6 +122,8 @@ def test_bad_configs_fail_before_any_work(tmp_path):
         load_config(PretrainConfig, base, ["objective.patch_drop=1.5"])
     with pytest.raises(ConfigError, match="ssast needs an AST"):
         load_config(PretrainConfig, base, ["model.objective=ssast"])
+    with pytest.raises(ConfigError, match="data.features: 'gpu' is not one of"):
+        load_config(PretrainConfig, base, ["data.features=gpu"])
     config = load_config(PretrainConfig, base, [f"data.sources=[{{path: '{tmp_path}'}}]"])
     with pytest.raises(ConfigError, match="manifest.json not found"):
         pretrain(config, f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -146,6 +149,9 @@ def test_shipped_configs_are_valid():
     paper = load_config(PretrainConfig, ROOT / "configs/pretrain/paper.yaml")
     assert paper.model.arch == "mast_small" and paper.objective.patch_drop == 0.2 and paper.run.use_gpu
     assert [Path(s.path).name for s in paper.data.sources] == ["audioset-10", "fsd50k"]
+    # data.features=auto: the log-mel on the workers' GPUs, in the decoding tasks on a CPU-only run
+    assert feature_path(paper) == "device" and feature_path(load_config(PretrainConfig, ROOT / "configs/pretrain/tiny_cpu.yaml")) == "tasks"
+    assert feature_path(load_config(PretrainConfig, ROOT / "configs/pretrain/tiny_cpu.yaml", ["data.features=device"])) == "device"
 
 
 @pytest.mark.slow
