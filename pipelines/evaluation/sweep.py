@@ -256,6 +256,8 @@ def _tuner(trainable, space: TuneSpace, protocol: str, name: str, storage: str, 
             num_samples=space.num_samples,
             scheduler=scheduler,
             max_concurrent_trials=concurrency,
+            # linear trials are short: one long-lived process per concurrent trial, not one per trial
+            reuse_actors=protocol == "linear",
         ),
         run_config=tune.RunConfig(name=name, verbose=0, callbacks=callbacks, **store.train_storage(storage)),
     )
