@@ -13,7 +13,7 @@ from typing import Literal
 from mast_core.registry import ARCHITECTURES, OBJECTIVES, check_pairing
 from mast_core.views import AugmentSettings
 from pipelines.common.config import ConfigError, build
-from pipelines.data.stream import Source
+from pipelines.data.stream import FEATURE_PATHS, Source
 
 
 @dataclass
@@ -48,8 +48,8 @@ class DataSection:
             raise ConfigError("sources: give at least one ingested dataset folder")
         if self.frames_per_clip < 16 or self.decode_actors < 1 or self.featurize_batch < 1 or self.shuffle_buffer < 0:
             raise ConfigError("frames_per_clip >= 16, decode_actors >= 1, featurize_batch >= 1, shuffle_buffer >= 0")
-        if self.features not in ("auto", "device", "tasks"):
-            raise ConfigError(f"data.features: {self.features!r} is not one of 'auto', 'device', 'tasks'")
+        if self.features not in ("auto", *FEATURE_PATHS):
+            raise ConfigError(f"features: {self.features!r} is not one of {', '.join(map(repr, ('auto', *FEATURE_PATHS)))}")
 
 
 @dataclass

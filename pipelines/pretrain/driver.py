@@ -122,7 +122,8 @@ def open_tracking(config: PretrainConfig, tracking_uri: str | None) -> tuple[str
 
 def feature_path(config: PretrainConfig) -> str:
     """Where the log-mel is computed (``data.features``; ``auto``: on the workers' GPUs when they
-    have them, else in the decoding tasks, which on CPUs measured faster, docs/design.md)."""
+    have them, else in the decoding tasks, which keeps the featurisation off the training process on
+    CPUs; both measured the same per clip, docs/design.md)."""
     if config.data.features != "auto":
         return config.data.features
     return "device" if config.run.use_gpu else "tasks"
@@ -233,10 +234,10 @@ def pretrain(config: PretrainConfig, tracking_uri: str | None = None, dataset=No
         f"[pretrain] features: log-mel {'on the train workers' if path == 'device' else 'in the decoding tasks'} (data.features={config.data.features})",
         flush=True,
     )
-    MlflowClient(tracking_uri).set_tag(run_id, "mast.feature_path", path)
+    client = MlflowClient(tracking_uri)
+    client.set_tag(run_id, "mast.feature_path", path)
     datasets = stream_datasets(config, sources, dataset)  # 4.
     result = build_trainer(config, datasets, {"tracking_uri": tracking_uri, "run_id": run_id, "stats": stats}).fit()
-    client = MlflowClient(tracking_uri)
     if result.error is not None:
         _try(lambda: client.set_terminated(run_id, status="FAILED"))
         raise result.error
