@@ -3,6 +3,7 @@
 
     protocol: linear              # or finetune; must match `mast sweep --protocol`
     num_samples: 8
+    seed: 0                       # the random search's seed: the same file samples the same configs
     metric: val_accuracy          # always maximised; selection never sees the test split
     scheduler: {type: asha, grace_period: 5, reduction_factor: 2}
     resources: {cpu: 1}
@@ -54,6 +55,7 @@ class TuneSpace:
     space: dict
     protocol: Literal["linear", "finetune"] = "linear"
     num_samples: int = 8
+    seed: int = 0
     metric: str = "val_accuracy"
     scheduler: SchedulerSpec = field(default_factory=SchedulerSpec)
     resources: dict[str, float] = field(default_factory=lambda: {"cpu": 1.0})
@@ -62,6 +64,8 @@ class TuneSpace:
     def validate(self) -> None:
         if self.num_samples < 1:
             raise ConfigError(f"num_samples: must be >= 1, got {self.num_samples}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed: an integer >= 0, got {self.seed!r}")
         if self.metric != "val_accuracy":
             raise ConfigError(f"metric: selection uses 'val_accuracy' (validation split only), got {self.metric!r}")
         allowed = PROTOCOL_KEYS[self.protocol]

@@ -225,6 +225,7 @@ def _tuner(trainable, space: TuneSpace, protocol: str, name: str, storage: str, 
     """A new Tuner for the sweep, or the interrupted one restored from ``storage/name``."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search import BasicVariantGenerator
 
     resources = {key.upper(): value for key, value in space.resources.items()}
     concurrency = None
@@ -254,6 +255,8 @@ def _tuner(trainable, space: TuneSpace, protocol: str, name: str, storage: str, 
             metric="val_accuracy",
             mode="max",
             num_samples=space.num_samples,
+            # seeded, so one space file samples the same configs on every run and machine
+            search_alg=BasicVariantGenerator(random_state=space.seed),
             scheduler=scheduler,
             max_concurrent_trials=concurrency,
             # linear trials are short: one long-lived process per concurrent trial, not one per trial

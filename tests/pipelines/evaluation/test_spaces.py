@@ -28,6 +28,7 @@ def test_every_task_has_a_valid_space():
         ("space: {lr: 0.1}\nmetric: test_accuracy", "validation split only"),
         ("space: {lr: 0.1}\nscheduler: {type: pbt}", "scheduler.type"),
         ("space: {lr: 0.1}\nnum_samples: 0", "num_samples"),
+        ("space: {lr: 0.1}\nseed: -1", "seed: an integer"),
         ("space: {lr: 0.1}\nresources: {tpu: 1}", "resources.tpu"),
     ],
 )
