@@ -201,7 +201,9 @@ def test_report_renders_the_table_from_mlflow(setup, tmp_path, capsys):
     sampled = []
     for task in (tasks["us8k"], tasks["speech_commands"]):
         summary = run_sweep(task, encoder, space, storage=tmp_path / "tune", tracking_uri=tracking, label="MAST random", progress=QUIET)
-        sampled.append(sorted((kid.data.params["lr"], kid.data.params["batch_size"]) for kid in children(tracking, summary["parent_run_id"])))
+        sampled.append(
+            sorted((kid.data.params["lr"], kid.data.params["batch_size"]) for kid in children(tracking, summary["parent_run_id"]))
+        )
     # one seeded space samples the same configs whatever the task (and on every rerun)
     assert sampled[0] == sampled[1] and len(set(sampled[0])) == 3, sampled
     table = collect(tracking, "mast-sweeps")
