@@ -19,6 +19,12 @@ each batch's crop offsets are seeded from ``(seed, execution index, the batch's 
 counts executions, and each epoch re-runs the unmaterialised pipeline. A given clip in a given
 batch therefore gets the same window when a run is repeated, and a different one in the next epoch.
 
+A clip whose bytes no longer decode (a shard damaged after ingest) does not stop the job: its
+row comes through with an ``error`` (the decoder's message; ``""`` for every good clip) and a
+silent signal, and the consumer drops and counts it (:func:`usable_batches`). A shard that is
+missing or not a readable Parquet file (truncated) fails the job before any work, naming the file
+(:func:`read_paths`).
+
 Several ingested datasets can form one mixture (AudioSet 10 % + FSD50K) with per-source weights:
 a weight of 2 reads each of the source's shards twice per epoch, 0.5 reads half of them.
 """
@@ -37,7 +43,17 @@ from mast_core.audio import decode_audio
 from mast_core.views import AugmentSettings, ViewMaker, batch_seed
 from pipelines.common import storage
 
-__all__ = ["AugmentSettings", "DataConfigError", "Source", "StreamSettings", "build_stream", "clip_input", "decode_clips", "to_torch"]
+__all__ = [
+    "AugmentSettings",
+    "DataConfigError",
+    "Source",
+    "StreamSettings",
+    "build_stream",
+    "clip_input",
+    "decode_clips",
+    "to_torch",
+    "usable_batches",
+]
 
 MODES = ("pretrain", "train", "eval")
 FEATURE_PATHS = ("device", "tasks")
@@ -203,9 +219,11 @@ def decode_clips(
             "length": np.zeros(0, np.int64),
             "label": np.zeros(0, np.int64),
             "id": np.asarray([], dtype=str),
+            "error": np.asarray([], dtype=str),
         }
     rng = np.random.default_rng(batch_seed(settings.seed, _execution_index(), ids)) if settings.mode != "eval" else None
-    waves, frames = zip(*(_window(decode_audio(batch["audio"][i], dtype="int16"), samples, settings.frames_per_clip, rng) for i in keep))
+    decoded = [_decode_or_flag(batch["audio"][i], samples) for i in keep]
+    waves, frames = zip(*(_window(wave, samples, settings.frames_per_clip, rng) for wave, _ in decoded))
     labels = [batch["label_indices"][i] for i in keep]
     waves = torch.stack(waves)
     signal = {"spec": ViewMaker.features(waves).numpy()} if settings.features == "tasks" else {"wave": waves.numpy()}
@@ -214,7 +232,55 @@ def decode_clips(
         "length": np.asarray(frames, dtype=np.int64),
         "label": np.asarray([int(label[0]) if len(label) else -1 for label in labels], dtype=np.int64),
         "id": np.asarray(ids),
+        "error": np.asarray([error for _, error in decoded]),
     }
+
+
+def _decode_or_flag(data: bytes, samples: int) -> tuple[torch.Tensor, str]:
+    """The clip's int16 waveform and ``""``; or, when its bytes do not decode, silence and the reason."""
+    try:
+        wave = decode_audio(data, dtype="int16")
+        if wave.ndim != 1 or wave.numel() == 0:
+            raise ValueError(f"no samples (shape {tuple(wave.shape)})")
+        return wave, ""
+    except Exception as error:  # one damaged clip must not stop the job: the consumer skips and counts it
+        return torch.zeros(samples, dtype=torch.int16), f"{type(error).__name__}: {error}"[:300]
+
+
+def _take(batch: dict, rows) -> dict:
+    """The given rows of a collated batch (tensors, or lists for strings)."""
+    rows = list(rows)
+    index = torch.as_tensor(rows, dtype=torch.long)
+    return {key: [value[i] for i in rows] if isinstance(value, list) else value[index.to(value.device)] for key, value in batch.items()}
+
+
+def _concat(first: dict, second: dict) -> dict:
+    return {key: first[key] + second[key] if isinstance(first[key], list) else torch.cat([first[key], second[key]]) for key in first}
+
+
+def usable_batches(batches, batch_size: int | None, on_skipped):
+    """The collated batches of a stream without the clips that failed to decode (their ``error`` is
+    set): ``on_skipped(ids, errors)`` hears of each batch's dropped clips. With ``batch_size``, rows
+    carry over so that every batch has exactly ``batch_size`` clips (the rest at the end is dropped,
+    as ``drop_last`` does); without, a batch just loses its bad rows (and is left out if empty)."""
+    carry = None
+    for batch in batches:
+        errors = batch.get("error") or []
+        bad = [i for i, error in enumerate(errors) if error]
+        if bad:
+            on_skipped([batch["id"][i] for i in bad], [errors[i] for i in bad])
+            batch = _take(batch, [i for i, error in enumerate(errors) if not error])
+        if batch_size is None:
+            if len(batch["id"]):
+                yield batch
+            continue
+        if carry is None and len(batch["id"]) == batch_size:
+            yield batch  # the usual case: nothing dropped, nothing carried
+            continue
+        carry = batch if carry is None else _concat(carry, batch)
+        while len(carry["id"]) >= batch_size:
+            yield _take(carry, range(batch_size))
+            carry = _take(carry, range(batch_size, len(carry["id"])))
 
 
 class TorchCollate(NumpyBatchCollateFn):
@@ -229,12 +295,37 @@ to_torch = TorchCollate()
 
 def read_paths(files: list[str]):
     """(file system, paths inside it) for ``read_parquet``: the file system given explicitly, so
-    that workers reach a bucket with the driver's settings (endpoint, credentials)."""
+    that workers reach a bucket with the driver's settings (endpoint, credentials). Every shard's
+    Parquet footer is read first: a missing or truncated shard fails here, naming the file, before
+    any task starts."""
     resolved = [storage.filesystem(file) for file in files]
     systems = {filesystem.type_name for filesystem, _ in resolved}
     if len(systems) > 1:
         raise DataConfigError(f"the sources of one stream must share a file system, got {sorted(systems)}")
-    return resolved[0][0], [path for _, path in resolved]
+    filesystem, paths = resolved[0][0], [path for _, path in resolved]
+    check_shards(dict(zip(paths, files)), filesystem)
+    return filesystem, paths
+
+
+def check_shards(files: dict[str, str], filesystem) -> None:
+    """Read the footer of each shard (``path in filesystem -> its URI``), a few at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow.parquet as pq
+
+    def problem(path: str) -> str | None:
+        try:
+            pq.read_metadata(path, filesystem=filesystem)
+            return None
+        except FileNotFoundError:
+            return f"{files[path]}: shard listed in its manifest.json but missing; restore it or re-run `mast ingest`"
+        except Exception as error:  # ArrowInvalid (no footer: truncated), OSError (unreadable)
+            return f"{files[path]}: not a readable Parquet shard ({type(error).__name__}: {error}); truncated? restore it or re-run `mast ingest`"
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for found in pool.map(problem, sorted(set(files))):
+            if found:
+                raise DataConfigError(found)
 
 
 def build_stream(sources: list[Source], settings: StreamSettings):

@@ -7,6 +7,7 @@ is one Parquet file next to the shards:
 
     <shards>/embeddings/<encoder sha>-<frames>f-<manifest sha>.parquet
         id, split, fold, label, embedding (float32 list)
+        metadata mast.skipped_clips: the clips that did not decode, left out (:func:`skipped_clips`)
 
 A second call with the same encoder weights, clip length and shards reads the file instead.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,8 @@ from mast_core.views import ViewMaker
 from pipelines.common import storage
 from pipelines.common.checkpoints import local_encoder
 from pipelines.data.stream import Source, StreamSettings, decode_clips, mixture_files, read_paths
+
+SKIPPED_KEY = "mast.skipped_clips"  # the cache's key-value metadata: clips left out, JSON
 
 
 def encoder_digest(encoder: str | Path) -> str:
@@ -69,6 +73,7 @@ class ClipEmbedder:
             "fold": np.asarray([-1 if f is None or f != f else int(f) for f in batch["fold"]]),
             "label": features["label"],
             "embedding": embedding.float().cpu().numpy(),
+            "error": features["error"],  # a clip that did not decode: dropped and counted by embed_task
         }
 
 
@@ -117,9 +122,15 @@ def embed_task(
         num_gpus=1 if use_gpu else 0,
     )
     columns: dict[str, list] = {"id": [], "split": [], "fold": [], "label": [], "embedding": []}
+    skipped: list[dict] = []
     for batch in embedded.iter_batches(batch_size=256, batch_format="numpy"):
+        good = [i for i, error in enumerate(batch["error"]) if not error]
+        for i in sorted(set(range(len(batch["error"]))) - set(good)):
+            skipped.append({"id": str(batch["id"][i]), "error": str(batch["error"][i])})
+            if len(skipped) <= 5:
+                progress(f"[embed] skipped clip {batch['id'][i]}: it does not decode ({batch['error'][i]})")
         for key in columns:
-            columns[key].extend(list(batch[key]))
+            columns[key].extend(batch[key][i] for i in good)
     order = np.argsort(np.asarray(columns["id"]), kind="stable")  # a stable file, whatever the task order
     table = pa.table(
         {
@@ -130,11 +141,21 @@ def embed_task(
             "embedding": pa.array([np.asarray(columns["embedding"][i], np.float32) for i in order], pa.list_(pa.float32())),
         }
     )
+    # the clips left out travel with the cache, so a sweep that reuses it still reports them
+    table = table.replace_schema_metadata({SKIPPED_KEY: json.dumps(sorted(skipped, key=lambda item: item["id"]))})
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd")
     storage.write_atomic(target, buffer.getvalue())
-    progress(f"[embed] {table.num_rows} embeddings written to {target}")
+    note = f"; {len(skipped)} clips that do not decode were skipped" if skipped else ""
+    progress(f"[embed] {table.num_rows} embeddings written to {target}{note}")
     return target, False
+
+
+def skipped_clips(path: str | Path) -> list[dict]:
+    """The clips an embedding cache left out because they did not decode (``id`` and ``error``)."""
+    filesystem, inside = storage.filesystem(path)
+    metadata = pq.read_schema(inside, filesystem=filesystem).metadata or {}
+    return json.loads(metadata.get(SKIPPED_KEY.encode(), b"[]"))
 
 
 def load_embeddings(path: str | Path) -> dict[str, object]:

@@ -67,13 +67,35 @@ def train_augmentation(settings: FinetuneSettings) -> AugmentSettings:
     )
 
 
-def _accuracy(model: torch.nn.Module, shard, views: ViewMaker, batch_size: int, device: torch.device) -> tuple[float, int]:
+def _usable(batch: dict, skipped: dict) -> torch.Tensor:
+    """The rows to train on or score: labelled clips that decoded. Those that did not decode (a shard
+    damaged after ingest: ``error`` set) are counted in ``skipped`` by clip id, once however often seen."""
+    errors = batch.get("error") or []
+    for clip, error in zip(batch["id"], errors):
+        if error:
+            skipped.setdefault(clip, error)
+    decoded = torch.tensor([not error for error in errors], dtype=torch.bool, device=batch["label"].device)
+    return (batch["label"] >= 0) & decoded if errors else batch["label"] >= 0
+
+
+def _all_workers(count: int, device: torch.device) -> int:
+    """A per-worker count summed over the Train workers."""
+    total = torch.tensor([float(count)], dtype=torch.float64, device=device)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(total)
+    return int(total)
+
+
+def _accuracy(
+    model: torch.nn.Module, shard, views: ViewMaker, batch_size: int, device: torch.device, skipped: dict | None = None
+) -> tuple[float, int]:
     """(accuracy, clips scored) over this worker's shard, summed over all workers."""
     correct = torch.zeros(2, dtype=torch.float64, device=device)
+    skipped = {} if skipped is None else skipped
     model.eval()
     with torch.no_grad():
         for batch in shard.iter_torch_batches(batch_size=batch_size, collate_fn=to_torch, device=device):
-            keep = batch["label"] >= 0
+            keep = _usable(batch, skipped)
             if not bool(keep.any()):
                 continue
             (spec,) = views(clip_input(batch)[keep])
@@ -114,6 +136,7 @@ def train_loop(config: dict) -> None:
     eval_views = ViewMaker(mean, std)
 
     best_accuracy, best_epoch, best_state, stale = -1.0, 0, None, 0
+    skipped: dict[str, str] = {}  # clips of this worker's shards that did not decode, by id
     for epoch in range(settings.max_epochs):
         scale_learning_rates(optimizer, lr_factor(epoch, settings.max_epochs, settings.warmup_epochs))
         model.train()
@@ -125,7 +148,7 @@ def train_loop(config: dict) -> None:
             local_shuffle_buffer_size=4 * settings.batch_size,
             local_shuffle_seed=settings.seed + epoch,
         ):
-            keep = batch["label"] >= 0
+            keep = _usable(batch, skipped)
             if not bool(keep.any()):
                 continue
             ids = [clip for clip, kept in zip(batch["id"], keep.tolist()) if kept]
@@ -136,10 +159,7 @@ def train_loop(config: dict) -> None:
             loss.backward()
             optimizer.step()
             total, seen = total + float(loss) * len(spec), seen + len(spec)
-        accuracy, val_clips = _accuracy(model, validation, eval_views, settings.batch_size, device)
-        trained = torch.tensor([float(seen)], dtype=torch.float64, device=device)  # clips trained on, all workers
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.all_reduce(trained)
+        accuracy, val_clips = _accuracy(model, validation, eval_views, settings.batch_size, device, skipped)
         if accuracy > best_accuracy:
             best_accuracy, best_epoch, stale = accuracy, epoch + 1, 0
             best_state = copy.deepcopy({key: value.detach().cpu() for key, value in bare.state_dict().items()})
@@ -153,21 +173,23 @@ def train_loop(config: dict) -> None:
                 "train_loss": total / max(seen, 1),
                 "epoch": epoch + 1,
                 "best_epoch": best_epoch,
-                "train_clips": int(trained),
+                "train_clips": _all_workers(seen, device),  # clips trained on, all workers
                 "val_clips": val_clips,
+                "skipped_clips": _all_workers(len(skipped), device),
             }
         )
         if stale >= settings.patience:
             break
     if config.get("test"):
         bare.load_state_dict(best_state)
-        test_accuracy, test_clips = _accuracy(model, ray.train.get_dataset_shard("test"), eval_views, settings.batch_size, device)
+        test_accuracy, test_clips = _accuracy(model, ray.train.get_dataset_shard("test"), eval_views, settings.batch_size, device, skipped)
         final = {
             "val_accuracy": best_accuracy,
             "test_accuracy": test_accuracy,
             "test_clips": test_clips,
             "best_epoch": best_epoch,
             "epoch": best_epoch,
+            "skipped_clips": _all_workers(len(skipped), device),
         }
         # Train V2 returns the metrics of the last *checkpoint*, so the final report carries a small one
         with tempfile.TemporaryDirectory() as folder:

@@ -30,7 +30,8 @@ from pipelines.common import storage as store
 from pipelines.common.checkpoints import local_encoder
 from pipelines.common.config import ConfigError
 from pipelines.common.tracking import default_tracking_uri, experiment_id_for, find_run
-from pipelines.evaluation.embeddings import embed_task, load_embeddings
+from pipelines.data.stream import DataConfigError, read_paths
+from pipelines.evaluation.embeddings import embed_task, load_embeddings, skipped_clips
 from pipelines.evaluation.spaces import TuneSpace
 from pipelines.evaluation.tasks import TaskConfig
 
@@ -150,7 +151,8 @@ def _linear_plan(task: TaskConfig, encoder_dir: str, num_classes: int, progress)
         return scores
 
     trainable = tune.with_parameters(linear_trial, rounds=rounds, num_classes=num_classes)
-    return trainable, score_tests, store.name(cache).split("-")[0], {"embedding_cache": cache}, {"embeddings_cached": cached}
+    extra = {"embeddings_cached": cached, "skipped_clips": len(skipped_clips(cache))}  # clips that did not decode
+    return trainable, score_tests, store.name(cache).split("-")[0], {"embedding_cache": cache}, extra
 
 
 def _finetune_plan(task: TaskConfig, encoder_dir: str, num_classes: int, space: TuneSpace, storage: str) -> tuple:
@@ -166,6 +168,7 @@ def _finetune_plan(task: TaskConfig, encoder_dir: str, num_classes: int, space: 
     key = encoder_digest(encoder_dir)
     runs = store.join(storage, f"{task.name}-finetune-{key}-train")  # the trials' Train runs, beside the Tune experiment
     common = {"workers": space.workers, "use_gpu": space.resources.get("gpu", 0) > 0, "cpus_per_worker": space.resources.get("cpu", 1.0)}
+    extra: dict = {}  # filled by the test rounds: clips that did not decode, seen by the final fits
 
     def score_tests(best_config: dict, _space: TuneSpace) -> list[tuple[float, int]]:
         scores = []
@@ -183,12 +186,13 @@ def _finetune_plan(task: TaskConfig, encoder_dir: str, num_classes: int, space: 
                 **common,
             )
             scores.append((metrics["test_accuracy"], metrics["test_clips"]))
+            extra["skipped_clips"] = max(extra.get("skipped_clips", 0), int(metrics.get("skipped_clips", 0)))
         return scores
 
     trainable = tune.with_parameters(
         finetune_trial, task=task, encoder_dir=encoder_dir, num_classes=num_classes, stats=stats, storage=runs, **common
     )
-    return trainable, score_tests, key, {}, {}
+    return trainable, score_tests, key, {}, extra
 
 
 def max_concurrent_finetune_trials(space: TuneSpace) -> int:
@@ -216,9 +220,13 @@ def _check_inputs(task: TaskConfig, encoder_dir: str, space: TuneSpace, protocol
             raise ConfigError(f"{manifest} not found; make the shards with: {task.ingest}")
         if not store.is_file(store.join(encoder_dir, "encoder.safetensors")):
             raise ConfigError(f"--checkpoint {encoder_dir}: not an exported encoder folder (encoder.safetensors + config.json)")
-        return len(json.loads(store.read_text(manifest))["vocabulary"])
+        listed = json.loads(store.read_text(manifest))
+        read_paths([store.join(task.shards, shard["file"]) for shard in listed["shards"] if shard["rows"]])  # each shard readable
+        return len(listed["vocabulary"])
     except store.StorageError as error:
         raise ConfigError(str(error)) from None
+    except DataConfigError as error:
+        raise ConfigError(f"task {task.name}: {error}") from None
 
 
 def _tuner(trainable, space: TuneSpace, protocol: str, name: str, storage: str, resume: bool, callbacks: list, progress):
@@ -275,8 +283,9 @@ def _log_summary(client, parent_id: str, summary: dict) -> None:
             pass
     folds = len(summary["test_scores"]) > 1
     keys = ("test_accuracy", "val_accuracy", "test_ci_low", "test_ci_high", "chance_accuracy", "test_clips")
-    for key in keys + (("test_accuracy_std",) if folds else ()):
-        client.log_metric(parent_id, key, summary[key])  # a std is logged only where there are folds
+    keys += ("test_accuracy_std",) if folds else ()  # a std is logged only where there are folds
+    for key in keys + (("skipped_clips",) if "skipped_clips" in summary else ()):
+        client.log_metric(parent_id, key, summary[key])
     client.set_terminated(parent_id, "FINISHED")
 
 
@@ -363,8 +372,9 @@ def run_sweep(
     }
     _log_summary(client, parent_id, summary)
     spread = f" ± {summary['test_accuracy_std']:.4f} over {len(test_scores)} folds" if len(test_scores) > 1 else ""
+    skipped = f"; {summary['skipped_clips']} clips that do not decode left out" if summary.get("skipped_clips") else ""
     progress(
         f"[sweep] {task.name}: test accuracy {summary['test_accuracy']:.4f}{spread} "
-        f"(95 % interval {ci_low:.4f}-{ci_high:.4f} over {summary['test_clips']} test clips)"
+        f"(95 % interval {ci_low:.4f}-{ci_high:.4f} over {summary['test_clips']} test clips){skipped}"
     )
     return summary

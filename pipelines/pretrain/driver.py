@@ -32,7 +32,7 @@ from pathlib import Path
 from pipelines.common import storage
 from pipelines.common.config import ConfigError, flatten, to_dict
 from pipelines.common.tracking import default_tracking_uri, experiment_id_for, find_run, pyplot, quick_mlflow_failures
-from pipelines.data.stream import DataConfigError, StreamSettings, build_stream, normalisation_stats
+from pipelines.data.stream import DataConfigError, StreamSettings, build_stream, mixture_files, normalisation_stats, read_paths
 from pipelines.pretrain.config import PretrainConfig
 from pipelines.pretrain.loop import MetricBuffer, train_loop
 
@@ -91,6 +91,16 @@ def check_data(config: PretrainConfig, dataset=None, stats: tuple[float, float] 
             source.to_source().manifest()
         except DataConfigError as error:
             raise ConfigError(f"data.validation_sources: {error}") from None
+    if dataset is None:  # every shard there and readable (its Parquet footer), before MLflow or Ray start
+        for key, listed in (
+            ("data.sources", sources),
+            ("data.validation_sources", [v.to_source() for v in config.data.validation_sources]),
+        ):
+            try:
+                if listed:
+                    read_paths(mixture_files(listed, config.data.seed))
+            except DataConfigError as error:
+                raise ConfigError(f"{key}: {error}") from None
     return sources, stats or (0.0, 0.5)
 
 
@@ -244,10 +254,13 @@ def pretrain(config: PretrainConfig, tracking_uri: str | None = None, dataset=No
     export = storage.join(config.run.storage, config.run.name, "encoder")
     progress = collect_final_checkpoint(result.checkpoint, export, tracking_uri, run_id)  # 5.
     _try(lambda: log_outputs(client, run_id, config, export))
-    print(f"[pretrain] finished at step {progress['step']}; encoder exported to {export}", flush=True)
+    corrupt = int(progress.get("corrupt_clips", 0))
+    skipped = f"; {corrupt} clips that did not decode were skipped (the job log names them)" if corrupt else ""
+    print(f"[pretrain] finished at step {progress['step']}; encoder exported to {export}{skipped}", flush=True)
     return {
         "run_id": run_id,
         "step": progress["step"],
+        "corrupt_clips": corrupt,
         "export": export,
         "checkpoint": result.checkpoint.path,
         "tracking_uri": tracking_uri,

@@ -17,7 +17,7 @@ from mast_core.optim import weight_decay_groups
 from mast_core.views import ViewMaker, objective_views
 from pipelines.common.runtime import worker_print
 from pipelines.common.tracking import quick_mlflow_failures
-from pipelines.data.stream import clip_input, to_torch
+from pipelines.data.stream import clip_input, to_torch, usable_batches
 from pipelines.pretrain.config import PretrainConfig, load_config_dict
 
 
@@ -248,7 +248,16 @@ class PretrainWorker:
         self.total = config.optim.total_steps
         self.progress = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "samples": 0}
         self.last_loss, self.momentum = float("nan"), config.objective.momentum_base
+        self.corrupt = 0  # clips of this rank's stream that did not decode, skipped (since this start)
+        self.corrupt_before = 0  # all ranks' count saved in the checkpoint resumed from
         self._start_window()
+
+    def skipped(self, ids: list[str], errors: list[str]) -> None:
+        """A batch's clips that failed to decode: counted, the first few named in the job log."""
+        for clip, error in zip(ids, errors):
+            self.corrupt += 1
+            if self.corrupt <= 5:
+                worker_print(f"[pretrain] rank {self.rank}: skipped clip {clip}, it does not decode ({error})", error=True)
 
     def resume(self, checkpoint) -> None:
         """2. Resume from the checkpoint Train hands over (the newest it registered; None on a fresh
@@ -266,6 +275,7 @@ class PretrainWorker:
             return
         with checkpoint.as_directory() as folder:
             self.progress = _load_training_state(Path(folder), self.model, self.optimizer, self.scheduler, self.device)
+        self.corrupt_before = self.progress.get("corrupt_clips", 0)
         if self.rank == 0:
             restored = state_digest(self.model, self.optimizer, self.scheduler, self.progress)
             worker_print(f"[pretrain] resumed from step {self.progress['step']} (epoch {self.progress['epoch']}), state {restored}")
@@ -299,7 +309,7 @@ class PretrainWorker:
                 local_shuffle_buffer_size=config.data.shuffle_buffer or None,
             )
             fetch_start = time.perf_counter()
-            for batch in batches:
+            for batch in usable_batches(batches, config.optim.batch_size, self.skipped):
                 self.data_wait += time.perf_counter() - fetch_start
                 views = self.views_of(batch, self.train_views)
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
@@ -338,7 +348,8 @@ class PretrainWorker:
         total_loss = torch.zeros(2, device=device)  # (sum of batch losses, batches)
         embeddings, labels = [], []
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
-            for batch in self.val_shard.iter_torch_batches(batch_size=self.config.optim.batch_size, collate_fn=to_torch):
+            batches = self.val_shard.iter_torch_batches(batch_size=self.config.optim.batch_size, collate_fn=to_torch)
+            for batch in usable_batches(batches, None, self.skipped):
                 loss, _ = model(self.views_of(batch, self.val_views))
                 total_loss += torch.stack([loss.detach().float(), torch.ones((), device=device)])
                 if ("wave" in batch or "spec" in batch) and "label" in batch:  # stop-gradient embeddings of the clean clips
@@ -382,6 +393,16 @@ class PretrainWorker:
         if entry:
             self.metrics.add(self.progress["step"], entry)
 
+    def count_corrupt(self) -> None:
+        """Before a checkpoint, on every rank: the clips skipped by all ranks since this (re)start,
+        plus those counted before it, go into the training state and rank 0's metrics."""
+        corrupt = torch.tensor([self.corrupt], dtype=torch.long, device=self.device)
+        if self.ddp:
+            torch.distributed.all_reduce(corrupt)
+        self.progress["corrupt_clips"] = self.corrupt_before + int(corrupt)
+        if self.rank == 0:
+            self.metrics.add(self.progress["step"], {"corrupt_clips": self.progress["corrupt_clips"]})
+
     def log_step(self) -> None:
         """Rank 0 buffers the step's metrics and flushes them to MLflow every ``log_every`` steps."""
         step = self.progress["step"]
@@ -414,7 +435,7 @@ class PretrainWorker:
 
         from mast_core.checkpoint import FeatureSettings, save_encoder
 
-        payload = {"step": self.progress["step"], "loss": self.last_loss}
+        payload = {"step": self.progress["step"], "loss": self.last_loss, "corrupt_clips": self.progress.get("corrupt_clips", 0)}
         with tempfile.TemporaryDirectory() as folder:
             folder = Path(folder)
             if self.rank == 0:
@@ -440,6 +461,9 @@ def train_loop(loop_config: dict) -> None:
     for step in worker.optimizer_steps():  # 3. step
         if worker.val_shard is not None and (step % run.val_every == 0 or step == worker.total):
             worker.validate()  # 4. before this step's metrics are flushed, so val_loss joins them
+        saving = step == worker.total or step % run.checkpoint_every == 0
+        if saving:
+            worker.count_corrupt()  # before this step's metrics are flushed, so the count joins them
         worker.log_step()
-        if step == worker.total or step % run.checkpoint_every == 0:
+        if saving:
             worker.checkpoint(final=step == worker.total)  # 5.

@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from fixtures.damage import damaged_copy, truncate
 from fixtures.layouts import write_layout
 from mast_core.audio import decode_audio
 from mast_core.features import log_mel, normalize, num_frames
@@ -21,8 +22,10 @@ from pipelines.data.stream import (
     decode_clips,
     frames_for_samples,
     mixture_files,
+    read_paths,
     samples_for_frames,
     to_torch,
+    usable_batches,
 )
 
 QUIET = lambda line: None  # noqa: E731
@@ -205,6 +208,65 @@ def test_decoding_runs_without_ray(shards):
     assert out["wave"].shape == (table.num_rows, samples_for_frames(FRAMES)) and out["wave"].dtype == np.int16
     # the same batch decoded again outside Ray: the same windows (seeded by its clip ids)
     np.testing.assert_array_equal(out["wave"], decode_clips(batch, StreamSettings(frames_per_clip=FRAMES, mode="pretrain", seed=1))["wave"])
+
+
+def test_a_clip_that_no_longer_decodes_comes_through_flagged_not_raised(shards, tmp_path):
+    """A shard damaged after ingest (one row's FLAC frames zeroed, header kept): decoding the batch
+    does not raise; the damaged row carries the decoder's error and silence, the others decode as before."""
+    damaged = damaged_copy(shards["us8k"], tmp_path / "damaged", split=None, shards_hit=1)
+    manifest = json.loads((shards["us8k"] / "manifest.json").read_text())
+    columns = ("id", "audio", "label_indices", "split")
+
+    def batch_of(root: Path) -> dict:
+        table = pq.read_table(root / manifest["shards"][0]["file"])
+        return {name: table.column(name).to_numpy(zero_copy_only=False) for name in columns}
+
+    settings = StreamSettings(frames_per_clip=FRAMES, mode="pretrain", seed=1)
+    clean, broken = decode_clips(batch_of(shards["us8k"]), settings), decode_clips(batch_of(tmp_path / "damaged"), settings)
+    bad = [i for i, clip in enumerate(broken["id"]) if clip in damaged]
+    assert len(damaged) == 1 and len(bad) == 1
+    assert "psf_fseek" in broken["error"][bad[0]] and not broken["wave"][bad[0]].any()
+    assert [bool(error) for error in broken["error"]] == [i in bad for i in range(len(broken["id"]))]
+    assert not any(clean["error"])
+    good = [i for i in range(len(broken["id"])) if i not in bad]
+    np.testing.assert_array_equal(broken["wave"][good], clean["wave"][good])
+
+
+def test_usable_batches_drop_flagged_clips_and_refill_to_the_batch_size():
+    def batch(ids: list[str], bad: set[str]) -> dict:
+        return {
+            "wave": torch.tensor([[int(i)] for i in ids]),
+            "id": list(ids),
+            "error": ["boom" if clip in bad else "" for clip in ids],
+        }
+
+    stream = [batch(["1", "2", "3", "4"], {"2"}), batch(["5", "6", "7", "8"], set()), batch(["9", "10", "11", "12"], {"9", "12"})]
+    heard = []
+    out = list(usable_batches(iter(stream), 4, lambda ids, errors: heard.append((ids, errors))))
+    # every batch full, the order kept, no bad clip left, each bad clip reported once; the 1 left over is dropped
+    assert [b["id"] for b in out] == [["1", "3", "4", "5"], ["6", "7", "8", "10"]]
+    assert [b["wave"].flatten().tolist() for b in out] == [[1, 3, 4, 5], [6, 7, 8, 10]]
+    assert heard == [(["2"], ["boom"]), (["9", "12"], ["boom", "boom"])]
+    # without a batch size (validation): a batch just loses its bad rows, an empty one is left out
+    stream = [batch(["1", "2"], {"1", "2"}), batch(["3", "4"], {"4"})]
+    assert [b["id"] for b in usable_batches(iter(stream), None, lambda ids, errors: None)] == [["3"]]
+    # nothing bad: the very same batches come through
+    clean = [batch(["1", "2"], set()), batch(["3", "4"], set())]
+    assert [b["id"] for b in usable_batches(iter(clean), 2, lambda ids, errors: None)] == [["1", "2"], ["3", "4"]]
+
+
+def test_a_missing_or_truncated_shard_fails_before_any_work_naming_the_file(shards, tmp_path):
+    manifest = json.loads((shards["us8k"] / "manifest.json").read_text())
+    root = tmp_path / "shards"
+    damaged_copy(shards["us8k"], root, split=None, shards_hit=0)  # an undamaged copy
+    files = [str(root / shard["file"]) for shard in manifest["shards"]]
+    assert len(read_paths(files)[1]) == len(files)
+    truncate(root / manifest["shards"][2]["file"])
+    with pytest.raises(DataConfigError, match=rf"{manifest['shards'][2]['file']}: not a readable Parquet shard .*truncated\?"):
+        read_paths(files)
+    (root / manifest["shards"][1]["file"]).unlink()
+    with pytest.raises(DataConfigError, match=rf"{manifest['shards'][1]['file']}: shard listed in its manifest.json but missing"):
+        build_stream([Source(str(root))], StreamSettings(frames_per_clip=FRAMES, mode="eval"))
 
 
 @pytest.mark.slow

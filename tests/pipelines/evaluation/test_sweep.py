@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -11,12 +12,14 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
+from fixtures.damage import damaged_copy, truncate
 from fixtures.layouts import write_layout
 from mast_core.checkpoint import save_encoder
 from mast_core.mast import mast_tiny
 from mast_core.probe import ProbeSettings, fit_linear_probe
+from pipelines.common.config import ConfigError
 from pipelines.data.ingest import IngestSettings, ingest
-from pipelines.evaluation.embeddings import cache_path, embed_task, load_embeddings
+from pipelines.evaluation.embeddings import cache_path, embed_task, load_embeddings, skipped_clips
 from pipelines.evaluation.spaces import load_space
 from pipelines.evaluation.sweep import role_rows, run_sweep, split_rounds
 from pipelines.evaluation.tasks import load_task
@@ -80,6 +83,37 @@ def test_split_task_sweep_logs_parent_and_children(setup, tmp_path):
     )
     assert again["trials"] == 3 and again["embeddings_cached"]
     assert len(children(tracking, summary["parent_run_id"])) == 3
+
+
+def test_clips_that_no_longer_decode_are_skipped_and_counted_and_a_broken_shard_fails_at_start(setup, tmp_path):
+    base, tasks, space, encoder = setup
+    shards = base / "speech_commands-shards"
+    damaged = damaged_copy(shards, tmp_path / "damaged", split=None, per_shard=1, shards_hit=3)
+    assert len(damaged) == 3
+    task = write_task(tmp_path, "speech_commands", tmp_path / "damaged")
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    lines: list[str] = []
+    summary = run_sweep(task, encoder, space, storage=tmp_path / "tune", tracking_uri=tracking, progress=lines.append)
+    assert summary["trials"] == 3 and summary["skipped_clips"] == 3
+    assert MlflowClient(tracking).get_run(summary["parent_run_id"]).data.metrics["skipped_clips"] == 3
+    cache = cache_path(task.shards, encoder, task.frames_per_clip)
+    assert sorted(item["id"] for item in skipped_clips(cache)) == sorted(damaged)
+    kept = load_embeddings(cache)["id"]
+    total = sum(shard["rows"] for shard in json.loads((shards / "manifest.json").read_text())["shards"])
+    assert len(kept) == total - 3 and not set(damaged) & set(kept)  # the rest embedded, the damaged left out
+    assert any("skipped clip" in line and damaged[0] in line for line in lines)
+
+    # a shard cut short or gone fails the sweep before any Ray or MLflow work, naming the file
+    listed = [shard["file"] for shard in json.loads((shards / "manifest.json").read_text())["shards"] if shard["rows"]]
+    for name, damage in (("truncated", truncate), ("missing", Path.unlink)):
+        copy = tmp_path / f"{name}-shards"
+        shutil.copytree(shards, copy, ignore=shutil.ignore_patterns("embeddings"))
+        damage(copy / listed[1])
+        broken = write_task(copy, "speech_commands", copy)
+        store = tmp_path / f"{name}.db"
+        with pytest.raises(ConfigError, match=f"task fx_speech_commands: {re.escape(str(copy / listed[1]))}: .*(truncated|missing)"):
+            run_sweep(broken, encoder, space, storage=tmp_path / f"tune-{name}", tracking_uri=f"sqlite:///{store}", progress=QUIET)
+        assert not store.exists() and not (tmp_path / f"tune-{name}").exists()
 
 
 def history(tracking: str, run_id: str, key: str) -> list[float]:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import threading
 import time
@@ -11,6 +12,7 @@ import pytest
 from mlflow import MlflowClient
 
 from fixtures import REPO_ROOT
+from fixtures.damage import damaged_copy, truncate
 from fixtures.layouts import write_layout
 from fixtures.pretrain import tiny_config
 from fixtures.services import free_port, start_mlflow_server, stop_server
@@ -35,16 +37,22 @@ def loss_steps(tracking_uri: str, run_id: str) -> list[int]:
 
 
 @pytest.mark.slow
-def test_two_worker_pretraining_logs_to_mlflow_and_exports(shards, tmp_path):
+def test_two_worker_pretraining_logs_to_mlflow_and_exports(shards, tmp_path, capfd):
+    """Also on shards damaged after ingest: a train clip of 4 of the 17 shards no longer decodes
+    (FLAC frames zeroed); those clips are skipped and counted, training goes on with full batches."""
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    damaged = damaged_copy(shards, tmp_path / "shards", split="train", shards_hit=4)
     config = tiny_config(
-        shards,
+        tmp_path / "shards",
         tmp_path,
         "two-workers",
         **{"data.validation_sources": f"[{{path: '{shards}', splits: [validation]}}]", "data.val_clips": 8, "run.val_every": 3},
     )
     result = pretrain(config, tracking)
     assert result["step"] == 6
+    # each shard is read 8 times an epoch: 48 of the epoch's 136 clips trained, 32 of them damaged copies
+    assert len(damaged) == 4 and 1 <= result["corrupt_clips"] <= 32
+    assert f"{result['corrupt_clips']} clips that did not decode were skipped" in capfd.readouterr().out
     client = MlflowClient(tracking)
     run = client.get_run(result["run_id"])
     assert run.info.status == "FINISHED"
@@ -55,6 +63,7 @@ def test_two_worker_pretraining_logs_to_mlflow_and_exports(shards, tmp_path):
     assert run.data.tags["mast.initial_state.rank0"] == run.data.tags["mast.initial_state.rank1"]
     assert loss_steps(tracking, result["run_id"]) == [1, 2, 3, 4, 5, 6]
     assert {"loss", "lr", "momentum", "samples_per_s", "data_wait_s", "val_loss"} <= set(run.data.metrics)
+    assert run.data.metrics["corrupt_clips"] == result["corrupt_clips"]  # the count of the last checkpoint, all ranks
     assert sorted(m.step for m in client.get_metric_history(result["run_id"], "val_loss")) == [3, 6]
     # the representation monitor runs with validation, on the validation clips of both ranks
     knn = client.get_metric_history(result["run_id"], "monitor/knn_accuracy")
@@ -140,6 +149,20 @@ def test_bad_configs_fail_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match="data.validation_sources: .*manifest.json not found"):
         pretrain(config, f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert not (tmp_path / "mlflow.db").exists()  # nothing was started
+
+
+def test_a_missing_or_truncated_shard_fails_the_job_at_start_naming_the_file(shards, tmp_path):
+    manifest = json.loads((shards / "manifest.json").read_text())
+    damaged_copy(shards, tmp_path / "shards", split="train", shards_hit=0)
+    config = tiny_config(tmp_path / "shards", tmp_path, "damaged")
+    truncate(tmp_path / "shards" / manifest["shards"][3]["file"])
+    with pytest.raises(ConfigError, match=rf"data.sources: .*{manifest['shards'][3]['file']}: not a readable Parquet shard"):
+        pretrain(config, f"sqlite:///{tmp_path / 'mlflow.db'}")
+    shutil.copyfile(shards / manifest["shards"][3]["file"], tmp_path / "shards" / manifest["shards"][3]["file"])  # restored
+    (tmp_path / "shards" / manifest["shards"][5]["file"]).unlink()
+    with pytest.raises(ConfigError, match=rf"{manifest['shards'][5]['file']}: shard listed in its manifest.json but missing"):
+        pretrain(config, f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "runs" / "damaged").exists()  # nothing was started
 
 
 def test_shipped_configs_are_valid():

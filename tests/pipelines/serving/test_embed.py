@@ -8,6 +8,7 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
+from fixtures.damage import zero_frames
 from mast_core import CheckpointError, Embedder, FeatureSettings, load_encoder, read_clip, resolve_checkpoint, save_encoder
 from mast_core.ast import ast_tiny
 from mast_core.embed import bucket_frames, token_stride
@@ -231,6 +232,7 @@ def test_undecodable_files_are_skipped_and_reported(encoders, tmp_path, capsys):
     (tmp_path / "empty.flac").write_bytes(b"")
     data = good.read_bytes()
     (tmp_path / "truncated.flac").write_bytes(data[: len(data) // 3])
+    (tmp_path / "zeroed.flac").write_bytes(zero_frames(data))  # header kept, frames gone (libsndfile: psf_fseek)
     out = tmp_path / "out" / "emb.parquet"
     run_cli(
         "embed",
@@ -246,15 +248,16 @@ def test_undecodable_files_are_skipped_and_reported(encoders, tmp_path, capsys):
         "3",
     )
     captured = capsys.readouterr()
-    assert "done: 1 of 4 files embedded" in captured.out and "3 skipped" in captured.out
-    for name in ("garbage.wav", "empty.flac", "truncated.flac"):
+    assert "done: 1 of 5 files embedded" in captured.out and "4 skipped" in captured.out
+    for name in ("garbage.wav", "empty.flac", "truncated.flac", "zeroed.flac"):
         assert f"skipped {tmp_path / name}" in captured.err
     paths, vectors, summary = table_embeddings(out)
     assert paths == [str(good)] and vectors.shape == (1, 256)
-    assert summary["files"] == 4 and summary["embedded"] == 1 and summary["skipped_count"] == 3
+    assert summary["files"] == 5 and summary["embedded"] == 1 and summary["skipped_count"] == 4
     reasons = {item["path"].split("/")[-1]: item["reason"] for item in summary["skipped"]}
     assert reasons["garbage.wav"] == "unreadable" and reasons["empty.flac"] == "empty file"
     assert reasons["truncated.flac"] in ("truncated", "corrupt data", "unreadable")
+    assert reasons["zeroed.flac"] in ("truncated", "corrupt data", "unreadable")
     assert all(str(tmp_path) in item["detail"] for item in summary["skipped"])
     assert not list(out.parent.glob(".*tmp*"))  # the temporary file was renamed into place
 
