@@ -4,7 +4,9 @@
 (b) the Ray Data pipeline (`pipelines.data.stream.build_stream`) on --workers decoding tasks, both
     feature paths: ``device`` ships int16 waveforms and the consuming process computes the log-mel
     (as a train worker does on its GPU), ``tasks`` computes it in the decoding tasks (the CPU-only
-    choice of ``data.features: auto``); each iterated for --epochs epochs of one lazy dataset,
+    choice of ``data.features: auto``); each iterated for --epochs epochs of one lazy dataset; and
+    pretraining's ordered per-rank stream (``epoch_stream``: a new dataset per epoch, block order
+    preserved, so that a resume continues the same clips), features in the consumer,
 (c) a torch DataLoader with --workers worker processes doing (a)'s work.
 
 All three do the same work per clip (FLAC decode, centre crop to --frames, batched Kaldi log-mel,
@@ -77,6 +79,14 @@ def ray_pipeline(dataset, settings, stats):
     return (featurized(batch, views) for batch in dataset.iter_batches(batch_size=settings.batch_size))
 
 
+def ordered_pipeline(sources, settings, stats, epoch: int):
+    """Pretraining's stream of one rank (world 1): a new dataset per epoch, in the fixed order that
+    makes a resume exact (``epoch_stream``); building it is timed too."""
+    from pipelines.data.stream import epoch_stream
+
+    yield from ray_pipeline(epoch_stream(sources, settings, epoch), settings, stats)
+
+
 def dataloader(files, settings, stats, workers: int):
     import torch
     from torch.utils.data import DataLoader, IterableDataset, get_worker_info
@@ -123,6 +133,9 @@ def main() -> None:
         for epoch in range(1, args.epochs + 1):
             name = f"(b) Ray Data, {args.workers} tasks, {where}, epoch {epoch}"
             passes.append((name, lambda dataset=dataset: ray_pipeline(dataset, settings, stats), args.workers))
+    for epoch in range(1, args.epochs + 1):  # what a pretraining worker streams (the order a resume continues)
+        name = f"(b) Ray Data, {args.workers} tasks, ordered per-rank stream (pretraining), epoch {epoch}"
+        passes.append((name, lambda epoch=epoch: ordered_pipeline(sources, settings, stats, epoch - 1), args.workers))
     passes.append((f"(c) DataLoader, {args.workers} workers", lambda: dataloader(files, settings, stats, args.workers), args.workers))
     rows = []
     for name, run, cpus in passes:

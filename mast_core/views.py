@@ -116,7 +116,7 @@ class ViewMaker:
         for offset, op in enumerate((self.mixup, self.crop, self.masks)):
             op.generator.manual_seed(seed + offset)
         normalized_first = self.augment.mixup_domain == "normalized"
-        base = normalize(spec, self.mean, self.std) if normalized_first else spec  # what the memory holds
+        base = self._remembered(spec)
         share = self.augment.mixup_partners == "shared"
         shared = self.mixup.draw(base) if share else None
         views = []
@@ -125,6 +125,22 @@ class ViewMaker:
             views.append(self.masks(self.crop(mixed if normalized_first else normalize(mixed, self.mean, self.std))))
         self.mixup.push(base)  # once per batch: the memory holds distinct clips, never this batch's own
         return views
+
+    def _remembered(self, spec: torch.Tensor) -> torch.Tensor:
+        """What the mixup memory keeps of a batch's log-mel: normalised first or the raw log-power."""
+        return normalize(spec, self.mean, self.std) if self.augment.mixup_domain == "normalized" else spec
+
+    def remember(self, signal: torch.Tensor) -> None:
+        """Put a batch into the mixup memory exactly as a call would, without making its views: a
+        resumed run rebuilds the memory from the batches it skips."""
+        if self.augment is not None:
+            self.mixup.push(self._remembered(self.features(signal)))
+
+    def forget(self) -> None:
+        """Empty the mixup memory (the pretraining loop does at each epoch's start, so the memory is a
+        function of the position in the epoch)."""
+        if self.augment is not None:
+            self.mixup.clear()
 
 
 def objective_views(objective, mean: float, std: float, augment: AugmentSettings | None, seed: int = 0) -> ViewMaker:

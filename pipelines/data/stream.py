@@ -51,6 +51,8 @@ __all__ = [
     "build_stream",
     "clip_input",
     "decode_clips",
+    "epoch_files",
+    "epoch_stream",
     "to_torch",
     "usable_batches",
 ]
@@ -202,11 +204,14 @@ def decode_clips(
     settings: StreamSettings,
     splits: tuple[str, ...] | None = None,
     folds: tuple[int, ...] | None = None,
+    epoch: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Ray Data ``map_batches`` function (also usable without Ray): Parquet rows -> the wanted clips as
     fixed-length int16 waveforms ``wave`` ``(B, samples)`` (or, with ``features="tasks"``, their
     natural-log mel power ``spec`` ``(B, 128, frames)`` float32, as ``ViewMaker.features`` computes
-    it), ``length`` (valid frames), ``label`` (the first label index, -1 for none) and ``id``."""
+    it), ``length`` (valid frames), ``label`` (the first label index, -1 for none), ``id`` and ``error``
+    ("" or why the clip did not decode). Crops are drawn from ``(seed, epoch, the clips)``; ``epoch``
+    None: Ray's execution index of the dataset."""
     samples = samples_for_frames(settings.frames_per_clip)
     keep = _wanted(batch, splits, folds)
     ids = [str(batch["id"][i]) for i in keep]
@@ -221,7 +226,11 @@ def decode_clips(
             "id": np.asarray([], dtype=str),
             "error": np.asarray([], dtype=str),
         }
-    rng = np.random.default_rng(batch_seed(settings.seed, _execution_index(), ids)) if settings.mode != "eval" else None
+    rng = (
+        np.random.default_rng(batch_seed(settings.seed, _execution_index() if epoch is None else epoch, ids))
+        if settings.mode != "eval"
+        else None
+    )
     decoded = [_decode_or_flag(batch["audio"][i], samples) for i in keep]
     waves, frames = zip(*(_window(wave, samples, settings.frames_per_clip, rng) for wave, _ in decoded))
     labels = [batch["label_indices"][i] for i in keep]
@@ -330,13 +339,42 @@ def check_shards(files: dict[str, str], filesystem) -> None:
 
 def build_stream(sources: list[Source], settings: StreamSettings):
     """A lazy Ray Dataset of waveform batches (:func:`decode_clips`); iterate it once per epoch (it
-    re-executes with new randomness). Features come from :class:`mast_core.views.ViewMaker` in the
-    consumer, with :func:`normalisation_stats` of the sources."""
+    re-executes with new randomness, Ray's execution index as the epoch). Features come from
+    :class:`mast_core.views.ViewMaker` in the consumer, with :func:`normalisation_stats` of the sources."""
+    return _decoded(sources, mixture_files(sources, settings.seed), settings, shuffle=settings.mode != "eval", epoch=None)
+
+
+def epoch_files(files: list[str], seed: int, epoch: int, rank: int = 0, world: int = 1) -> list[str]:
+    """One rank's shards in one epoch: all shards in an order drawn from ``(seed, epoch)``, then every
+    ``world``-th of them from ``rank`` on (each rank streams whole shards, so a rank's clips and their
+    order are fixed by the position alone)."""
+    if len(files) < world:
+        raise DataConfigError(
+            f"{len(files)} shards for {world} workers: each worker streams whole shards; "
+            "ingest with a smaller --shard-mb or use fewer run.num_workers"
+        )
+    order = np.random.default_rng([seed, epoch]).permutation(len(files))
+    return [files[i] for i in order[rank::world]]
+
+
+def epoch_stream(sources: list[Source], settings: StreamSettings, epoch: int, rank: int = 0, world: int = 1):
+    """One rank's stream of one epoch, in an order fixed by ``(settings.seed, epoch, rank, world)``: its
+    shards (:func:`epoch_files`) in order, each shard's rows in order, Ray's block order kept. The
+    same position gives the same batches, so a resumed run can skip what it trained on and continue."""
+    files = epoch_files(mixture_files(sources, settings.seed), settings.seed, epoch, rank, world)
+    stream = _decoded(sources, files, settings, shuffle=False, epoch=epoch)
+    stream.context.execution_options.preserve_order = True
+    # built in each train worker every epoch: the job log gets the loop's lines, not Ray Data's
+    stream.context.enable_progress_bars = False
+    stream.context.print_on_execution_start = False
+    return stream
+
+
+def _decoded(sources: list[Source], files: list[str], settings: StreamSettings, shuffle: bool, epoch: int | None):
     import ray.data
     from ray.data import FileShuffleConfig, TaskPoolStrategy
 
     settings.validate()
-    files = mixture_files(sources, settings.seed)
     splits = tuple(sorted({s for source in sources for s in (source.splits or ())})) or None
     folds = tuple(sorted({f for source in sources for f in (source.folds or ())})) or None
     # Ray 2.60's file-indexer reader (datasource v2) needs 2-4 s of planning and worker start-up
@@ -347,12 +385,12 @@ def build_stream(sources: list[Source], settings: StreamSettings):
     dataset = ray.data.read_parquet(
         paths,
         filesystem=filesystem,
-        shuffle=FileShuffleConfig(seed=settings.seed) if settings.mode != "eval" else None,
+        shuffle=FileShuffleConfig(seed=settings.seed) if shuffle else None,
         override_num_blocks=len(files),
     ).select_columns(["id", "audio", "label_indices", "split"] + (["fold"] if folds else []))
     stream = dataset.map_batches(
         decode_clips,
-        fn_kwargs={"settings": settings, "splits": splits, "folds": folds},
+        fn_kwargs={"settings": settings, "splits": splits, "folds": folds, "epoch": epoch},
         batch_size=settings.batch_size,
         batch_format="numpy",
         compute=TaskPoolStrategy(size=settings.decode_actors),

@@ -126,8 +126,12 @@ class RunSection:
     experiment: str = "mast-pretrain"
     seed: int = 0
     torch_threads: int = 1
+    # a local folder: each rank writes which clips went into each step (pipelines.pretrain.state.DataTrace)
+    data_trace: str = ""
 
     def validate(self) -> None:
+        if self.data_trace and "://" in self.data_trace:
+            raise ConfigError(f"data_trace: a local folder, got {self.data_trace!r}")
         if not self.name or "/" in self.name:
             raise ConfigError(f"name: must be a non-empty name without '/', got {self.name!r}")
         if min(self.num_workers, self.checkpoint_every, self.keep_checkpoints, self.log_every, self.val_every) < 1:

@@ -32,9 +32,10 @@ from pathlib import Path
 from pipelines.common import storage
 from pipelines.common.config import ConfigError, flatten, to_dict
 from pipelines.common.tracking import default_tracking_uri, experiment_id_for, find_run, pyplot, quick_mlflow_failures
-from pipelines.data.stream import DataConfigError, StreamSettings, build_stream, mixture_files, normalisation_stats, read_paths
+from pipelines.data.stream import DataConfigError, StreamSettings, build_stream, epoch_files, mixture_files, normalisation_stats, read_paths
 from pipelines.pretrain.config import PretrainConfig
-from pipelines.pretrain.loop import MetricBuffer, train_loop
+from pipelines.pretrain.loop import train_loop
+from pipelines.pretrain.state import MetricBuffer
 
 
 def open_mlflow_run(config: PretrainConfig, tracking_uri: str) -> tuple[str, bool]:
@@ -98,7 +99,10 @@ def check_data(config: PretrainConfig, dataset=None, stats: tuple[float, float] 
         ):
             try:
                 if listed:
-                    read_paths(mixture_files(listed, config.data.seed))
+                    files = mixture_files(listed, config.data.seed)
+                    read_paths(files)
+                    if key == "data.sources":  # each worker streams whole shards
+                        epoch_files(files, config.data.seed, 0, 0, config.run.num_workers)
             except DataConfigError as error:
                 raise ConfigError(f"{key}: {error}") from None
     return sources, stats or (0.0, 0.5)
@@ -139,10 +143,13 @@ def feature_path(config: PretrainConfig) -> str:
     return "device" if config.run.use_gpu else "tasks"
 
 
-def stream_datasets(config: PretrainConfig, sources: list, dataset=None) -> dict:
-    """The Train datasets: ``train``, the pretraining stream of the shards' waveforms (or ``dataset``),
-    and ``val``, the first ``val_clips`` of the validation sources, materialised once. The workers
-    turn waveforms into augmented views on their own device."""
+def stream_datasets(config: PretrainConfig, sources: list, dataset=None) -> tuple[dict, dict | None]:
+    """(Train datasets, the workers' stream). The shards are streamed by each worker itself, epoch by
+    epoch in an order fixed by its position (:func:`pipelines.data.stream.epoch_stream`), so a resume
+    continues the same clips: the stream is the sources and settings the workers build it from. A
+    ``dataset`` given instead is the Train dataset ``train``, split by Train. ``val``: the first
+    ``val_clips`` of the validation sources, materialised once. The workers turn waveforms into
+    augmented views on their own device."""
 
     def settings(seed: int) -> StreamSettings:
         return StreamSettings(
@@ -154,14 +161,15 @@ def stream_datasets(config: PretrainConfig, sources: list, dataset=None) -> dict
             features=feature_path(config),
         )
 
-    datasets = {"train": dataset if dataset is not None else build_stream(sources, settings(config.data.seed))}
+    datasets = {"train": dataset} if dataset is not None else {}
+    stream = {"sources": sources, "settings": settings(config.data.seed)} if dataset is None else None
     if config.data.validation_sources:
         try:
             val_stream = build_stream([v.to_source() for v in config.data.validation_sources], settings(config.data.seed + 1))
         except DataConfigError as error:
             raise ConfigError(f"data.validation_sources: {error}") from None
         datasets["val"] = val_stream.limit(config.data.val_clips).materialize()
-    return datasets
+    return datasets, stream
 
 
 def build_trainer(config: PretrainConfig, datasets: dict, loop_config: dict):
@@ -182,7 +190,7 @@ def build_trainer(config: PretrainConfig, datasets: dict, loop_config: dict):
                 **config.run.worker_resources,
             },
         ),
-        datasets=datasets,
+        datasets=datasets or None,
         run_config=RunConfig(
             name=config.run.name,
             **storage.train_storage(config.run.storage),
@@ -246,8 +254,9 @@ def pretrain(config: PretrainConfig, tracking_uri: str | None = None, dataset=No
     )
     client = MlflowClient(tracking_uri)
     client.set_tag(run_id, "mast.feature_path", path)
-    datasets = stream_datasets(config, sources, dataset)  # 4.
-    result = build_trainer(config, datasets, {"tracking_uri": tracking_uri, "run_id": run_id, "stats": stats}).fit()
+    datasets, stream = stream_datasets(config, sources, dataset)  # 4.
+    loop_config = {"tracking_uri": tracking_uri, "run_id": run_id, "stats": stats, "stream": stream}
+    result = build_trainer(config, datasets, loop_config).fit()
     if result.error is not None:
         _try(lambda: client.set_terminated(run_id, status="FAILED"))
         raise result.error

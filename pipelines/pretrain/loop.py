@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import random
@@ -17,8 +16,20 @@ from mast_core.optim import weight_decay_groups
 from mast_core.views import ViewMaker, objective_views
 from pipelines.common.runtime import worker_print
 from pipelines.common.tracking import quick_mlflow_failures
-from pipelines.data.stream import clip_input, to_torch, usable_batches
+from pipelines.data.stream import clip_input, epoch_stream, to_torch, usable_batches
 from pipelines.pretrain.config import PretrainConfig, load_config_dict
+from pipelines.pretrain.state import (
+    DataTrace,
+    MetricBuffer,
+    broadcast_buffers,
+    digest,
+    gather_positions,
+    load_training_state,
+    position_of,
+    save_training_state,
+    state_digest,
+    step_seed,
+)
 
 
 def build_objective(config: PretrainConfig) -> Objective:
@@ -72,120 +83,6 @@ def learning_rate_factor(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
-class MetricBuffer:
-    """Rank 0's metrics on their way to MLflow (exactly once per step, see the module doc)."""
-
-    def __init__(self, tracking_uri: str, run_id: str) -> None:
-        self.tracking_uri, self.run_id = tracking_uri, run_id
-        self.pending: list[tuple[int, dict[str, float]]] = []
-        self.logged_through = self._last_logged_step()
-
-    def _last_logged_step(self) -> int:
-        try:
-            from mlflow import MlflowClient
-
-            history = MlflowClient(self.tracking_uri).get_metric_history(self.run_id, "loss")
-            return max((m.step for m in history), default=0)
-        except Exception as error:
-            worker_print(f"[pretrain] warning: MLflow not reachable ({type(error).__name__}); buffering metrics", error=True)
-            return 0
-
-    def add(self, step: int, metrics: dict[str, float]) -> None:
-        if step <= self.logged_through:
-            return
-        if self.pending and self.pending[-1][0] == step:
-            self.pending[-1][1].update(metrics)
-        else:
-            self.pending.append((step, dict(metrics)))
-
-    def flush(self) -> bool:
-        if not self.pending:
-            return True
-        try:
-            from mlflow import MlflowClient
-            from mlflow.entities import Metric
-
-            client = MlflowClient(self.tracking_uri)
-            stamp = int(time.time() * 1000)
-            entries = [Metric(key, float(value), stamp, step) for step, metrics in self.pending for key, value in metrics.items()]
-            for start in range(0, len(entries), 900):  # MLflow accepts 1000 metrics per batch
-                client.log_batch(self.run_id, metrics=entries[start : start + 900], synchronous=True)
-        except Exception as error:  # an unreachable server must not end training
-            worker_print(
-                f"[pretrain] warning: MLflow not reachable ({type(error).__name__}: {error}); "
-                f"{len(self.pending)} steps kept for the next flush",
-                error=True,
-            )
-            return False
-        self.logged_through = self.pending[-1][0]
-        self.pending.clear()
-        return True
-
-
-def digest(value) -> str:
-    """A 16-hex fingerprint of tensors, dicts, lists and plain values (bit-exact for tensors)."""
-    hasher = hashlib.sha256()
-
-    def feed(value) -> None:
-        if isinstance(value, torch.Tensor):
-            value = value.detach().cpu().contiguous()
-            hasher.update(f"{value.dtype}{tuple(value.shape)}".encode())
-            hasher.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
-        elif isinstance(value, dict):
-            for key in sorted(value, key=str):
-                hasher.update(repr(key).encode())
-                feed(value[key])
-        elif isinstance(value, (list, tuple)):
-            hasher.update(f"[{len(value)}]".encode())
-            for item in value:
-                feed(item)
-        else:
-            hasher.update(repr(value).encode())
-
-    feed(value)
-    return hasher.hexdigest()[:16]
-
-
-def state_digest(model: torch.nn.Module, optimizer, scheduler, progress: dict) -> str:
-    """A fingerprint of everything a resume must restore: the weights and buffers (for SS-MAST the
-    teacher, the heads and the key queue with its pointer), the optimiser's moments, the schedule's
-    position, torch's RNG and the data position. Computed when a checkpoint is written and again
-    after it is loaded, so a restore that misses any of them shows as two different digests."""
-    return digest({**_training_state(model, optimizer, scheduler), "progress": {k: v for k, v in progress.items() if k != "state_hash"}})
-
-
-def broadcast_buffers(model: torch.nn.Module) -> None:
-    """Rank 0's buffers (SS-MAST's key queue and its pointer) on every rank. DDP broadcasts the
-    parameters when it wraps the model, but with ``broadcast_buffers=False`` not the buffers."""
-    for buffer in model.buffers():
-        torch.distributed.broadcast(buffer, src=0)
-
-
-def _training_state(model: torch.nn.Module, optimizer, scheduler) -> dict:
-    """What ``training_state.pt`` holds, and what :func:`state_digest` fingerprints."""
-    return {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "torch_rng": torch.get_rng_state(),
-    }
-
-
-def _save_training_state(directory: Path, model, optimizer, scheduler, state: dict) -> None:
-    torch.save(_training_state(model, optimizer, scheduler), directory / "training_state.pt")
-    (directory / "progress.json").write_text(json.dumps(state))
-
-
-def _load_training_state(directory: Path, model, optimizer, scheduler, device) -> dict:
-    # weights_only: a checkpoint folder is data, never code
-    saved = torch.load(directory / "training_state.pt", map_location=device, weights_only=True)
-    model.load_state_dict(saved["model"])
-    optimizer.load_state_dict(saved["optimizer"])
-    scheduler.load_state_dict(saved["scheduler"])
-    torch.set_rng_state(saved["torch_rng"].cpu())
-    return json.loads((directory / "progress.json").read_text())
-
-
 def _tag_run(loop_config: dict, tags: dict[str, str]) -> None:
     try:
         from mlflow import MlflowClient
@@ -233,7 +130,10 @@ class PretrainWorker:
         self.wrapped = DistributedDataParallel(self.model, broadcast_buffers=False) if self.ddp else self.model
         if self.ddp:
             broadcast_buffers(self.model)  # the same negatives on every rank from step 0
-        self.train_shard = ray.train.get_dataset_shard("train")
+        # the shards' stream, built per epoch in this rank's fixed order (a dataset given to pretrain(): Train splits it)
+        self.stream = loop_config.get("stream")
+        self.train_shard = None if self.stream else ray.train.get_dataset_shard("train")
+        self.trace = DataTrace(config.run.data_trace, self.rank) if config.run.data_trace else None
         self.val_shard = ray.train.get_dataset_shard("val") if loop_config.get("has_val") else None
         # features on this worker's device: the stream ships int16 waveforms (pipelines.data.stream)
         mean, std = loop_config["stats"]
@@ -274,12 +174,17 @@ class PretrainWorker:
                 _tag_run(self.loop_config, {f"mast.initial_state.rank{rank}": value for rank, value in enumerate(digests)})
             return
         with checkpoint.as_directory() as folder:
-            self.progress = _load_training_state(Path(folder), self.model, self.optimizer, self.scheduler, self.device)
+            self.progress = load_training_state(Path(folder), self.model, self.optimizer, self.scheduler, self.device)
         self.corrupt_before = self.progress.get("corrupt_clips", 0)
         if self.rank == 0:
             restored = state_digest(self.model, self.optimizer, self.scheduler, self.progress)
-            worker_print(f"[pretrain] resumed from step {self.progress['step']} (epoch {self.progress['epoch']}), state {restored}")
             _tag_run(self.loop_config, {"mast.resumed_from_step": str(self.progress["step"]), "mast.resumed_state_hash": restored})
+        epoch, batches, warning = position_of(self.progress, self.rank, self.world)
+        self.progress.update(epoch=epoch, batches_in_epoch=batches)
+        if warning and self.rank == 0:
+            worker_print(f"[pretrain] warning: {warning}", error=True)
+        if self.rank == 0:
+            worker_print(f"[pretrain] resumed from step {self.progress['step']} (epoch {epoch}, batch {batches}), state {restored}")
 
     def _start_window(self) -> None:
         """Start the accumulators of the next optimiser step (loss, objective stats, samples, data wait)."""
@@ -301,16 +206,24 @@ class PretrainWorker:
         from mast_core.ssmast import momentum_schedule
 
         config, progress = self.config, self.progress
+        memory_batches = math.ceil(config.data.augment.mixup_memory / config.optim.batch_size)
         while progress["step"] < self.total:
-            batches = self.train_shard.iter_torch_batches(
-                batch_size=config.optim.batch_size,
-                collate_fn=to_torch,
-                drop_last=True,
-                local_shuffle_buffer_size=config.data.shuffle_buffer or None,
-            )
+            # resumed mid-epoch: the batches of this epoch trained before the checkpoint are skipped
+            skip, progress["batches_in_epoch"] = progress["batches_in_epoch"], 0
+            self.train_views.forget()  # the mixup memory holds this epoch's clips: a resume rebuilds it
             fetch_start = time.perf_counter()
-            for batch in usable_batches(batches, config.optim.batch_size, self.skipped):
+            for batch in self.epoch_batches(progress["epoch"]):
+                progress["batches_in_epoch"] += 1
+                if progress["batches_in_epoch"] <= skip:
+                    if skip - progress["batches_in_epoch"] < memory_batches:  # the memory as it was at the checkpoint
+                        self.train_views.remember(clip_input(batch).to(self.device))
+                    fetch_start = time.perf_counter()
+                    continue
                 self.data_wait += time.perf_counter() - fetch_start
+                # torch's draws (patch-drop, SSAST's masks) from the position, not from the RNG's history
+                torch.manual_seed(step_seed(config.run.seed, self.rank, progress["step"], self.micro))
+                if self.trace:
+                    self.trace.add(progress["step"] + 1, self.micro, progress["epoch"], batch["id"])
                 views = self.views_of(batch, self.train_views)
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
                     loss, stats = self.wrapped(views)
@@ -320,7 +233,6 @@ class PretrainWorker:
                 for key, value in stats.items():
                     self.stats_sum[key] = self.stats_sum.get(key, 0.0) + value
                 self.samples += len(views[self.model.views[0]]) * self.world
-                progress["batches_in_epoch"] += 1
                 if self.micro % config.optim.grad_accum == 0:
                     torch.nn.utils.clip_grad_norm_(self.trainable, config.optim.clip_grad)
                     self.optimizer.step()
@@ -337,13 +249,33 @@ class PretrainWorker:
                     if progress["step"] == self.total:
                         return
                 fetch_start = time.perf_counter()
+            if progress["batches_in_epoch"] == 0:
+                raise RuntimeError(
+                    f"rank {self.rank}: epoch {progress['epoch']} gave no full batch of {config.optim.batch_size} clips; "
+                    "check data.sources (splits, shards) or lower optim.batch_size"
+                )
             progress["epoch"] += 1
             progress["batches_in_epoch"] = 0
+
+    def epoch_batches(self, epoch: int):
+        """This rank's usable batches of one epoch: from the shards, in the order fixed by ``(data.seed,
+        epoch, rank, world)`` with a seeded local shuffle (so a resume can skip to its position); from
+        a dataset given to ``pretrain()``, in the order Train's split gives."""
+        config, size = self.config, self.config.optim.batch_size
+        shuffle = {"local_shuffle_buffer_size": config.data.shuffle_buffer or None}
+        if self.stream:
+            source = epoch_stream(self.stream["sources"], self.stream["settings"], epoch, self.rank, self.world)
+            shuffle["local_shuffle_seed"] = step_seed(config.data.seed, self.rank, epoch, -1) if config.data.shuffle_buffer else None
+        else:
+            source = self.train_shard
+        batches = source.iter_torch_batches(batch_size=size, collate_fn=to_torch, drop_last=True, **shuffle)
+        return usable_batches(batches, size, self.skipped)
 
     def validate(self) -> None:
         """4. Validate: the mean loss over the validation shard (every rank; rank 0 buffers it) and the
         representation monitor on the same clips (:meth:`monitor`)."""
         model, device = self.model, self.device
+        self.val_views.forget()  # the same validation views at a step whatever happened before
         model.eval()
         total_loss = torch.zeros(2, device=device)  # (sum of batch losses, batches)
         embeddings, labels = [], []
@@ -435,12 +367,14 @@ class PretrainWorker:
 
         from mast_core.checkpoint import FeatureSettings, save_encoder
 
+        position = (self.progress["epoch"], self.progress["batches_in_epoch"])
+        self.progress["positions"] = gather_positions(position, self.world, self.ddp)  # every rank's place in its stream
         payload = {"step": self.progress["step"], "loss": self.last_loss, "corrupt_clips": self.progress.get("corrupt_clips", 0)}
         with tempfile.TemporaryDirectory() as folder:
             folder = Path(folder)
             if self.rank == 0:
                 state_hash = state_digest(self.model, self.optimizer, self.scheduler, self.progress)
-                _save_training_state(folder, self.model, self.optimizer, self.scheduler, {**self.progress, "state_hash": state_hash})
+                save_training_state(folder, self.model, self.optimizer, self.scheduler, {**self.progress, "state_hash": state_hash})
                 if final:
                     mean, std = self.loop_config["stats"]
                     save_encoder(self.model.encoder, folder / "encoder", FeatureSettings(mean=mean, std=std))

@@ -1,4 +1,4 @@
-"""Stop a `mast pretrain` job (Ctrl-C) and run the same command again: it continues."""
+"""Stop a `mast pretrain` job (Ctrl-C) and run the same command again: it continues, data included."""
 
 import json
 import os
@@ -13,7 +13,9 @@ from mlflow import MlflowClient
 
 from fixtures import REPO_ROOT
 from fixtures.layouts import write_layout
+from mast_core.checkpoint import load_encoder
 from pipelines.data.ingest import IngestSettings, ingest
+from pipelines.pretrain.state import read_trace
 
 ROOT = REPO_ROOT
 # Interrupt once Train has registered the step-4 checkpoint. The workers cannot be far ahead then: a
@@ -25,10 +27,22 @@ TOTAL, EVERY, STOP_AFTER = 12, 2, 4
 @pytest.mark.slow
 def test_stopped_job_continues_from_its_checkpoint_when_rerun(ray_address, train_registry, tmp_path):
     """The rerun restores the newest registered checkpoint, weights, optimiser, scheduler and key
-    queue included: the state hash the loop computes after loading equals the one it saved."""
+    queue included: the state hash the loop computes after loading equals the one it saved; and it
+    continues the data where it stopped: every step trains the clips (and views) an uninterrupted
+    run trains, so the final weights are the same bit for bit."""
     write_layout("speech_commands", tmp_path / "sc", corrupt=False)
     shards = tmp_path / "shards"
     ingest("speech_commands", tmp_path / "sc", shards, settings=IngestSettings(shard_mb=0.05), progress=lambda line: None)
+
+    def command_for(name: str) -> list[str]:
+        return [
+            *command,
+            "--set",
+            f"run.name={name}",
+            "--set",
+            f"run.data_trace={tmp_path / ('trace-' + name)}",
+        ]
+
     command = [
         sys.executable,
         "-m",
@@ -38,8 +52,6 @@ def test_stopped_job_continues_from_its_checkpoint_when_rerun(ray_address, train
         str(ROOT / "configs/pretrain/tiny_cpu.yaml"),
         "--tracking-uri",
         f"sqlite:///{tmp_path / 'mlflow.db'}",
-        "--set",
-        "run.name=resume",
         "--set",
         f"run.storage={tmp_path / 'runs'}",
         "--set",
@@ -61,7 +73,7 @@ def test_stopped_job_continues_from_its_checkpoint_when_rerun(ray_address, train
     # Train's own poll interval (the suite shortens it) keeps the margin described above
     env = {**os.environ, "RAY_ADDRESS": ray_address, "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "2"}
     run_dir = tmp_path / "runs" / "resume"
-    first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = subprocess.Popen(command_for("resume"), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 300
     # Ctrl-C once Train has registered the step-4 checkpoint (its own record, not a folder on disk)
     while first.poll() is None and (train_registry(run_dir).get("latest") or {}).get("step", 0) < STOP_AFTER:
@@ -82,7 +94,7 @@ def test_stopped_job_continues_from_its_checkpoint_when_rerun(ray_address, train
     )
     assert any(".rel_pos_time" in name for name in groups[1]["names"]) and not any(name.endswith("bias") for name in groups[0]["names"])
 
-    second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    second = subprocess.run(command_for("resume"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     log = second.stdout + second.stderr
     assert "(resumed)" in log  # the same MLflow run
@@ -97,3 +109,11 @@ def test_stopped_job_continues_from_its_checkpoint_when_rerun(ray_address, train
     assert tags["mast.resumed_state_hash"] == newest["state_hash"]
     steps = sorted(m.step for m in client.get_metric_history(runs[0].info.run_id, "loss"))
     assert steps == list(range(1, TOTAL + 1))
+
+    # an uninterrupted run of the same config: the same clips in every step, the same weights bit for bit
+    straight = subprocess.run(command_for("straight"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert straight.returncode == 0, straight.stdout[-3000:] + straight.stderr[-3000:]
+    expected, got = read_trace(tmp_path / "trace-straight"), read_trace(tmp_path / "trace-resume")
+    assert sorted(expected) == [0, 1] and sorted(expected[0]) == list(range(1, TOTAL + 1)) and got == expected
+    weights = [load_encoder(tmp_path / "runs" / name / "encoder")[0].state_dict() for name in ("resume", "straight")]
+    assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[1])
