@@ -44,7 +44,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--root", required=True, help="the dataset folder, as published")
     parser.add_argument("--out", required=True, help="output folder or URI (s3://bucket/prefix, gs://...) for shards and manifest.json")
     for key, (flag, kind, text) in _OPTION_FLAGS.items():
-        parser.add_argument(flag, dest=key, type=kind, default=None, help=text)
+        if kind is bool:  # a switch: present or not
+            parser.add_argument(flag, dest=key, action="store_true", default=None, help=text)
+        else:
+            parser.add_argument(flag, dest=key, type=kind, default=None, help=text)
     parser.add_argument("--shard-mb", type=float, default=192.0, help="target shard size in MB of FLAC (default 192)")
     parser.add_argument("--max-seconds", type=float, default=600.0, help="skip clips longer than this (default 600)")
     parser.add_argument("--stats-clips", type=int, default=32, help="clips per shard for normalisation stats (default 32)")

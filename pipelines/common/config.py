@@ -78,6 +78,19 @@ def _check_type(key: str, value: Any, annotation: Any) -> Any:
     raise ConfigError(f"{key}: unsupported type {annotation}")
 
 
+_BOUNDS = {">": lambda v, b: v > b, ">=": lambda v, b: v >= b}
+
+
+def require(section: Any, **rules: str) -> None:
+    """Range checks of a config section: ``require(self, lr="> 0", batch_size=">= 1")``. The first
+    key that breaks its rule fails, named with its rule and value (``lr: must be > 0, got -1.0``)."""
+    for key, rule in rules.items():
+        operator, bound = rule.split()
+        value = getattr(section, key)
+        if not _BOUNDS[operator](value, float(bound)):
+            raise ConfigError(f"{key}: must be {rule}, got {value!r}")
+
+
 def build(cls: type[T], data: Any, prefix: str = "") -> T:
     """Build dataclass ``cls`` from a mapping, checking every key and type, then ``validate()``."""
     if not isinstance(data, dict):

@@ -343,5 +343,10 @@ _OPTION_FLAGS = {
     "audio_dir": ("--audio-dir", str, "audioset: audio folder under --root (default: audio)"),
     "classes": ("--classes", str, "speech_commands: '12' (10 words + _silence_ + _unknown_) or 'all'"),
     "manifest": ("--manifest", str, "manifest/voxforge: the CSV file (default: inside --root)"),
+    "allow_outside_root": (
+        "--allow-outside-root",
+        bool,
+        "manifest/voxforge: ingest rows whose path leaves --root (.., absolute paths elsewhere, symlinks out); default: skipped",
+    ),
     "split": ("--split", str, "folder: split name for every clip (default: train)"),
 }

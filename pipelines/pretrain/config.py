@@ -12,7 +12,7 @@ from typing import Literal
 
 from mast_core.registry import ARCHITECTURES, OBJECTIVES, check_pairing
 from mast_core.views import AugmentSettings
-from pipelines.common.config import ConfigError, build
+from pipelines.common.config import ConfigError, build, require
 from pipelines.data.stream import FEATURE_PATHS, Source
 
 
@@ -46,8 +46,7 @@ class DataSection:
     def validate(self) -> None:
         if not self.sources:
             raise ConfigError("sources: give at least one ingested dataset folder")
-        if self.frames_per_clip < 16 or self.decode_actors < 1 or self.featurize_batch < 1 or self.shuffle_buffer < 0:
-            raise ConfigError("frames_per_clip >= 16, decode_actors >= 1, featurize_batch >= 1, shuffle_buffer >= 0")
+        require(self, val_clips=">= 1", frames_per_clip=">= 16", decode_actors=">= 1", featurize_batch=">= 1", shuffle_buffer=">= 0")
         if self.features not in ("auto", *FEATURE_PATHS):
             raise ConfigError(f"features: {self.features!r} is not one of {', '.join(map(repr, ('auto', *FEATURE_PATHS)))}")
 
@@ -87,10 +86,10 @@ class ObjectiveSection:
     def validate(self) -> None:
         if not 0.0 <= self.patch_drop < 1.0:
             raise ConfigError(f"patch_drop: must be in [0, 1), got {self.patch_drop}")
-        if not 0.0 <= self.momentum_base <= 1.0 or not 0.0 <= self.momentum_final <= 1.0:
-            raise ConfigError("momentum_base and momentum_final must be in [0, 1]")
-        if self.temperature <= 0 or self.queue_size < 1 or self.proj_dim < 1:
-            raise ConfigError("temperature, queue_size and proj_dim must be positive")
+        for key in ("momentum_base", "momentum_final"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ConfigError(f"{key}: must be in [0, 1], got {getattr(self, key)!r}")
+        require(self, temperature="> 0", queue_size=">= 1", proj_dim=">= 1")
 
 
 @dataclass
@@ -104,8 +103,16 @@ class OptimSection:
     clip_grad: float = 3.0
 
     def validate(self) -> None:
-        if self.lr <= 0 or self.batch_size < 1 or self.grad_accum < 1 or self.total_steps < 1 or self.warmup_steps < 0:
-            raise ConfigError("lr > 0, batch_size >= 1, grad_accum >= 1, total_steps >= 1, warmup_steps >= 0")
+        require(
+            self,
+            lr="> 0",
+            weight_decay=">= 0",
+            batch_size=">= 1",
+            grad_accum=">= 1",
+            total_steps=">= 1",
+            warmup_steps=">= 0",
+            clip_grad="> 0",
+        )
 
 
 @dataclass
@@ -134,8 +141,8 @@ class RunSection:
             raise ConfigError(f"data_trace: a local folder, got {self.data_trace!r}")
         if not self.name or "/" in self.name:
             raise ConfigError(f"name: must be a non-empty name without '/', got {self.name!r}")
-        if min(self.num_workers, self.checkpoint_every, self.keep_checkpoints, self.log_every, self.val_every) < 1:
-            raise ConfigError("num_workers, checkpoint_every, keep_checkpoints, log_every and val_every must be >= 1")
+        require(self, num_workers=">= 1", cpus_per_worker="> 0", torch_threads=">= 1")
+        require(self, checkpoint_every=">= 1", keep_checkpoints=">= 1", log_every=">= 1", val_every=">= 1")
         if any(not value > 0 for value in self.worker_resources.values()) or {"CPU", "GPU"} & set(self.worker_resources):
             raise ConfigError(
                 f"worker_resources: positive amounts of custom resources (CPU and GPU have their own keys), got {self.worker_resources}"

@@ -281,8 +281,18 @@ def _manifest_path(root: Path, manifest: str | Path | None, default: str) -> Pat
     return path if path.is_absolute() else root / path
 
 
+OUTSIDE_ROOT = "outside --root (pass --allow-outside-root to ingest it)"
+
+
 def _manifest_audio(root: Path, text: str) -> tuple[str, Path]:
     """(id, absolute path) of a manifest path relative to the root or absolute."""
     path = Path(os.path.expanduser(text))
     path = Path(os.path.abspath(path if path.is_absolute() else root / path))
     return _rel(path, root), path
+
+
+def _outside_root(root: Path, path: Path) -> bool:
+    """Whether a metadata path leaves the root: ``..``, an absolute path elsewhere, or a symlink (the
+    file or a folder on the way) that points out of it."""
+    real_root = os.path.realpath(root)
+    return os.path.commonpath([real_root, os.path.realpath(path)]) != real_root

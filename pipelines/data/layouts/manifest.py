@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 from .base import (
+    OUTSIDE_ROOT,
     ClipRecord,
     Layout,
     LayoutError,
@@ -16,6 +17,7 @@ from .base import (
     _normalise_split,
     _open_text,
     _ordered_labels,
+    _outside_root,
     _read_table,
     _reader,
     _require,
@@ -47,12 +49,15 @@ def _fold(table: Path, line: int, row: dict[str, str]) -> int | None:
 @_reader(
     "manifest",
     manifest="CSV with path and label (or labels, ';'-separated), optional split, fold (default <root>/manifest.csv)",
+    allow_outside_root="ingest rows whose path leaves the root (.., absolute elsewhere, a symlink out); default: excluded",
 )
-def read_manifest(root: str | Path, *, manifest: str | None = None) -> Layout:
+def read_manifest(root: str | Path, *, manifest: str | None = None, allow_outside_root: bool = False) -> Layout:
     """Any dataset described by a CSV: ``path`` + ``label`` or ``labels`` (``a;b``) [+ ``split``, ``fold``].
 
     Paths are relative to root or absolute; split defaults to ``train`` (aliases normalised as for
-    VoxForge); vocabulary sorted; id = the path relative to root (absolute if outside it).
+    VoxForge); vocabulary sorted; id = the path relative to root. A path that leaves the root (``..``,
+    an absolute path elsewhere, a symlink pointing out) is excluded with its reason unless
+    ``allow_outside_root`` (its id is then the absolute path).
     """
     root = _as_root(root)
     table = _require(_manifest_path(root, manifest, "manifest.csv"), "dataset (holding manifest.csv; or pass option manifest)")
@@ -69,6 +74,9 @@ def read_manifest(root: str | Path, *, manifest: str | None = None) -> Layout:
         split = _normalise_split(row.get("split") or "train")
         fold = _fold(table, line, row)
         clip_id, path = _manifest_audio(root, row["path"])
+        if not allow_outside_root and _outside_root(root, path):
+            excluded.append((str(path), OUTSIDE_ROOT))
+            continue
         if clip_id in seen:
             excluded.append((str(path), f"listed again at {table.name}:{line}"))
         elif not path.is_file():

@@ -23,6 +23,7 @@ from pipelines.data.layouts import (
     dataset_options,
     discover,
 )
+from pipelines.data.layouts.base import OUTSIDE_ROOT
 
 # (dataset, fixture size options) for every layout, Speech Commands in its four flavours
 CASES = [
@@ -390,6 +391,31 @@ def test_iemocap_merges_excited_and_excludes_other_emotions(written):
     assert layout.missing == ["Ses04M_script02_2_M001"]
 
 
+@pytest.mark.parametrize("dataset", ["manifest", "voxforge"])
+def test_metadata_paths_that_leave_the_root_are_excluded_unless_allowed(dataset, tmp_path):
+    """``..``, an absolute path elsewhere and a symlink pointing out of the root are excluded with
+    their reason (a manifest must not make ingest read the rest of the disk); the option lets them in."""
+    root, elsewhere = tmp_path / "root", tmp_path / "elsewhere"
+    (root / "clips").mkdir(parents=True)
+    elsewhere.mkdir()
+    for folder, name in ((root / "clips", "in.wav"), (tmp_path, "up.wav"), (elsewhere, "far.wav"), (elsewhere, "linked.wav")):
+        sf.write(folder / name, np.zeros(1600, np.float32), 16000)
+    (root / "clips" / "link.wav").symlink_to(elsewhere / "linked.wav")
+    (root / "inner").symlink_to(root / "clips", target_is_directory=True)  # a symlink that stays inside is fine
+    paths = ["clips/in.wav", "../up.wav", str(elsewhere / "far.wav"), "clips/link.wav", "inner/in.wav"]
+    if dataset == "manifest":
+        csv_text = "path,label\n" + "".join(f"{path},{'dog' if i % 2 else 'cat'}\n" for i, path in enumerate(paths[:4]))
+        (root / "manifest.csv").write_text(csv_text + f"{paths[4]},cat\n")
+    else:
+        (root / "voxforge.csv").write_text("path,language,split\n" + "".join(f"{path},de,train\n" for path in paths))
+    layout = discover(dataset, root)
+    assert sorted(r.id for r in layout.records) == ["clips/in.wav", "inner/in.wav"]
+    outside = sorted(Path(path).name for path, reason in layout.excluded if reason == OUTSIDE_ROOT)
+    assert outside == ["far.wav", "link.wav", "up.wav"] and len(layout.excluded) == 3
+    allowed = discover(dataset, root, allow_outside_root=True)
+    assert len(allowed.records) == 5 and not allowed.excluded
+
+
 def test_manifest_and_voxforge_quirks(written, tmp_path):
     manifest = read(written["manifest"])
     records = by_id(manifest)
@@ -405,7 +431,10 @@ def test_manifest_and_voxforge_quirks(written, tmp_path):
     copy = tmp_path / "m"
     shutil.copytree(root, copy)
     (copy / "manifest.csv").rename(copy / "lists.csv")
-    assert len(discover("manifest", copy, manifest="lists.csv").records) == len(manifest.records)
+    moved = discover("manifest", copy, manifest="lists.csv")
+    # the CSV's absolute path still names the original root's six.wav: outside this root
+    assert len(moved.records) == len(manifest.records) - 1 and [reason for _, reason in moved.excluded] == [OUTSIDE_ROOT]
+    assert len(discover("manifest", copy, manifest="lists.csv", allow_outside_root=True).records) == len(manifest.records)
     # a label column spelt differently: the message names the file and the columns found
     (copy / "bad.csv").write_text("file,class\nclips/a/one.wav,dog\n")
     with pytest.raises(LayoutError, match=r"bad\.csv.*columns found: file, class"):

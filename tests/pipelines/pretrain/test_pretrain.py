@@ -157,6 +157,22 @@ def test_bad_configs_fail_before_any_work(tmp_path):
         load_config(PretrainConfig, base, ["model.objective=ssast"])
     with pytest.raises(ConfigError, match="data.features: 'gpu' is not one of"):
         load_config(PretrainConfig, base, ["data.features=gpu"])
+    # a number out of range: the key, its rule and the value, one line
+    for setting, message in (
+        ("optim.lr=-1", "optim.lr: must be > 0, got -1"),
+        ("optim.lr=.nan", "optim.lr: must be > 0, got nan"),
+        ("optim.batch_size=0", "optim.batch_size: must be >= 1, got 0"),
+        ("optim.clip_grad=0", "optim.clip_grad: must be > 0, got 0"),
+        ("run.cpus_per_worker=0", "run.cpus_per_worker: must be > 0, got 0"),
+        ("run.val_every=0", "run.val_every: must be >= 1, got 0"),
+        ("data.shuffle_buffer=-1", "data.shuffle_buffer: must be >= 0, got -1"),
+        ("objective.momentum_final=2", "objective.momentum_final: must be in [0, 1], got 2"),
+        ("objective.queue_size=0", "objective.queue_size: must be >= 1, got 0"),
+        ("run.data_trace=s3://bucket/trace", "run.data_trace: a local folder, got 's3://bucket/trace'"),
+    ):
+        with pytest.raises(ConfigError) as caught:
+            load_config(PretrainConfig, base, [setting])
+        assert str(caught.value).startswith(message) and "\n" not in str(caught.value), (setting, str(caught.value))
     config = load_config(PretrainConfig, base, [f"data.sources=[{{path: '{tmp_path}'}}]"])
     with pytest.raises(ConfigError, match="manifest.json not found"):
         pretrain(config, f"sqlite:///{tmp_path / 'mlflow.db'}")
