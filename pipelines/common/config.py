@@ -100,7 +100,7 @@ def build(cls: type[T], data: Any, prefix: str = "") -> T:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         where = f"{prefix}." if prefix else ""
-        raise ConfigError(f"unknown key {where}{unknown[0]}; allowed here: {sorted(fields)}")
+        raise ConfigError(f"unknown key {where}{shown(unknown[0])}; allowed here: {sorted(fields)}")
     values = {}
     for name, field in fields.items():
         key = f"{prefix}.{name}" if prefix else name
@@ -118,6 +118,11 @@ def build(cls: type[T], data: Any, prefix: str = "") -> T:
     return instance
 
 
+def shown(text: Any) -> str:
+    """A key or value as an error message shows it: as typed, or quoted when it would break the line."""
+    return str(text) if str(text).isprintable() else repr(text)
+
+
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """``["optim.lr=3e-4", "run.name=x"]`` applied to a nested mapping (values parsed as YAML)."""
     for item in overrides:
@@ -129,8 +134,12 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"--set {key}: {part} is not a section")
-        node[parts[-1]] = yaml.safe_load(raw)
+                raise ConfigError(f"--set {shown(key)}: {shown(part)} is not a section")
+        try:
+            node[parts[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as error:
+            problem = " ".join(str(getattr(error, "problem", None) or error).split())
+            raise ConfigError(f"--set {shown(key)}: {raw!r} is not a YAML value ({problem})") from None
     return data
 
 
