@@ -111,6 +111,67 @@ def read_audio(
     return wave
 
 
+class AudioReader:
+    """Random access to a file's samples, mono at ``sample_rate``, a span at a time: a long
+    recording is read window by window (:meth:`mast_core.embed.Embedder.embed_long`) instead of
+    decoded whole. Spans at another rate than the file's are resampled with a margin of the
+    file's samples on each side, so they match the whole file resampled up to float rounding.
+
+    Example::
+
+        reader = AudioReader("hour.flac", 16_000)
+        reader.num_samples, reader(160_000, 16_000)     # samples 10 s to 11 s, float32
+    """
+
+    MARGIN = 1024  # file samples on each side of a resampled span (the sinc kernel's reach is far less)
+
+    def __init__(self, source: str | Path | bytes, sample_rate: int = SAMPLE_RATE) -> None:
+        handle, self.name = _open(source)
+        try:
+            self.file = sf.SoundFile(handle)
+        except (sf.LibsndfileError, RuntimeError, TypeError) as error:
+            raise AudioError("unreadable", f"{self.name}: {error}") from None
+        self.rate, self.target, self.frames = self.file.samplerate, int(sample_rate), self.file.frames
+        if self.frames <= 0 or self.rate <= 0:
+            raise AudioError("empty file", f"{self.name} holds no audio frames")
+        declared = _declared_data_mismatch(self.file.extra_info)
+        if declared:
+            raise AudioError("truncated", f"{self.name}: {declared}")
+        self.num_samples = self.frames if self.rate == self.target else math.ceil(self.frames * self.target / self.rate)
+        self.step = self.rate // math.gcd(self.rate, self.target)  # file samples per aligned resampling start
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / self.rate
+
+    def _read(self, first: int, count: int) -> np.ndarray:
+        try:
+            self.file.seek(first)
+            data = self.file.read(count, dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as error:
+            raise AudioError("corrupt data", f"{self.name}: {error}") from None
+        if data.shape[0] < min(count, self.frames - first):
+            raise AudioError("truncated", f"{self.name}: only {data.shape[0]} of {count} frames readable from frame {first}")
+        mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+        if not np.isfinite(mono).all():
+            raise AudioError("non-finite samples", f"{self.name} contains NaN or infinite samples")
+        return np.ascontiguousarray(mono)
+
+    def __call__(self, start: int, count: int) -> torch.Tensor:
+        """Samples ``[start, start + count)`` at ``sample_rate`` (fewer at the end of the file)."""
+        if self.rate == self.target:
+            return torch.from_numpy(self._read(start, min(count, self.frames - start)))
+        # an aligned start: output sample k of the span is sample first * target / rate + k of the whole
+        first = max(0, (math.floor(start * self.rate / self.target) - self.MARGIN) // self.step * self.step)
+        last = min(self.frames, math.ceil((start + count) * self.rate / self.target) + self.MARGIN)
+        wave = AF.resample(torch.from_numpy(self._read(first, last - first)), self.rate, self.target)
+        offset = start - first * self.target // self.rate
+        return wave[offset : offset + min(count, self.num_samples - start)]
+
+    def close(self) -> None:
+        self.file.close()
+
+
 def encode_flac(wave: torch.Tensor | np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
     """16-bit FLAC bytes of a mono float waveform in [-1, 1] (values beyond are clipped)."""
     samples = wave.detach().cpu().numpy() if isinstance(wave, torch.Tensor) else np.asarray(wave)

@@ -60,7 +60,8 @@ gives 2-10x on CPU).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -360,6 +361,62 @@ class Embedder:
         if not want_frames:
             return Embeddings(clip_tensor)
         return Embeddings(clip_tensor, all_frames, all_times)
+
+    def embed_long(self, read: Callable[[int, int], torch.Tensor], num_samples: int, *, frames: bool = False) -> Embeddings:
+        """One clip of any length, read window by window: memory is bounded by ``batch_size``
+        windows (plus the frame embeddings, when asked), not by the clip's length.
+
+        ``read(start, count)`` returns up to ``count`` float samples from sample ``start`` of the
+        clip, mono at the embedder's rate; ``num_samples`` is the clip's length. The result equals
+        :meth:`embed` of the whole clip up to float rounding (each log-mel frame depends on its own
+        25 ms of samples only; a test compares the two).
+
+        Example::
+
+            out = embedder.embed_long(lambda start, count: wave[start : start + count], len(wave))
+        """
+        if num_samples <= 0:
+            raise ValueError(f"empty clip ({num_samples} samples)")
+        total = max(num_samples, self.min_samples)  # shorter clips are zero-padded, as embed() does
+        spans = self.windows(1 + (total - self.frame_window) // self.frame_hop)
+        clip_sum, weight, tokens = None, 0.0, []
+        with torch.no_grad():
+            for first in range(0, len(spans), self.batch_size):
+                # consecutive windows of one padded length share an encoder call, as in embed()
+                for padded, members in itertools.groupby(spans[first : first + self.batch_size], key=lambda span: bucket_frames(span[1])):
+                    members = list(members)
+                    batch = torch.zeros(len(members), self.features.num_mel_bins, padded, device=self.device)
+                    for row, (start, size) in enumerate(members):
+                        batch[row, :, :size] = self._window_spectrogram(read, start, size)
+                    lengths = torch.tensor([size for _, size in members], device=self.device)
+                    clip_emb, frame_emb, valid = (
+                        t.float().cpu() if t.is_floating_point() else t.cpu() for t in self._encode(batch, lengths)
+                    )
+                    for row, (_, size) in enumerate(members):
+                        part = clip_emb[row] * float(size)
+                        clip_sum = part if clip_sum is None else clip_sum + part
+                        weight += float(size)
+                        if frames:
+                            tokens.append(frame_emb[row, : int(valid[row])])
+        clip = clip_emb[0] if len(spans) == 1 else clip_sum / weight
+        if not frames:
+            return Embeddings(clip[None])
+        stacked = torch.cat(tokens)
+        return Embeddings(clip[None], [stacked], [self.timestamps(stacked.shape[0])])
+
+    def _window_spectrogram(self, read: Callable[[int, int], torch.Tensor], start: int, size: int) -> torch.Tensor:
+        """The normalised log-mel of frames ``[start, start + size)`` of a clip, from its samples alone."""
+        count = (size - 1) * self.frame_hop + self.frame_window
+        wave = torch.as_tensor(read(start * self.frame_hop, count))
+        if wave.dim() != 1 or not wave.is_floating_point():
+            raise ValueError(f"read() must return mono float samples, got {wave.dtype} of shape {tuple(wave.shape)}")
+        wave = wave.to(self.device, torch.float32)
+        if not bool(torch.isfinite(wave).all()):
+            raise ValueError(f"samples {start * self.frame_hop}-{start * self.frame_hop + count}: NaN or infinite values")
+        if wave.numel() < count:  # the end of a clip shorter than one patch: zero-padded
+            wave = torch.nn.functional.pad(wave, (0, count - wave.numel()))
+        spec = log_mel(wave[None], self.sample_rate, self.features.num_mel_bins)[0]
+        return normalize(spec, self.features.mean, self.features.std)
 
     def embed_files(self, paths: Sequence[str | Path], *, frames: bool = False) -> Embeddings:
         """Embed audio files (any format soundfile reads; downmixed, resampled).

@@ -162,7 +162,8 @@ def stream_datasets(config: PretrainConfig, sources: list, dataset=None) -> tupl
         )
 
     datasets = {"train": dataset} if dataset is not None else {}
-    stream = {"sources": sources, "settings": settings(config.data.seed)} if dataset is None else None
+    # the workers read the shards themselves: with this process's storage settings (a bucket's endpoint, keys)
+    stream = {"sources": sources, "settings": settings(config.data.seed), "storage": storage.driver_settings()} if dataset is None else None
     if config.data.validation_sources:
         try:
             val_stream = build_stream([v.to_source() for v in config.data.validation_sources], settings(config.data.seed + 1))

@@ -14,6 +14,7 @@ import torch
 from mast_core.contracts import Objective
 from mast_core.optim import weight_decay_groups
 from mast_core.views import ViewMaker, objective_views
+from pipelines.common import storage
 from pipelines.common.runtime import worker_print
 from pipelines.common.tracking import quick_mlflow_failures
 from pipelines.data.stream import clip_input, epoch_stream, to_torch, usable_batches
@@ -132,6 +133,8 @@ class PretrainWorker:
             broadcast_buffers(self.model)  # the same negatives on every rank from step 0
         # the shards' stream, built per epoch in this rank's fixed order (a dataset given to pretrain(): Train splits it)
         self.stream = loop_config.get("stream")
+        if self.stream:
+            storage.adopt_settings(self.stream["storage"])  # the driver's endpoint and keys for shards in a bucket
         self.train_shard = None if self.stream else ray.train.get_dataset_shard("train")
         self.trace = DataTrace(config.run.data_trace, self.rank) if config.run.data_trace else None
         self.val_shard = ray.train.get_dataset_shard("val") if loop_config.get("has_val") else None

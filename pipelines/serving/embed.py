@@ -9,7 +9,8 @@ AUDIO: files (any format soundfile reads), folders (searched recursively for .wa
 .ogg) and glob patterns (quoted; ``**`` recurses). Files and folders may be URIs of any file system
 (``s3://bucket/clips/``, see :mod:`pipelines.common.storage`); patterns are local. Each file is decoded, its channels averaged,
 resampled to the encoder's rate and embedded with :class:`mast_core.embed.Embedder` (long files in
-windows, see there). ``--workers`` threads decode files and compute their log-mel features
+windows, see there). A file longer than 4 encoder windows (41 s for MAST) is read and embedded window
+by window (:meth:`~mast_core.embed.Embedder.embed_long`): memory does not grow with its length. ``--workers`` threads decode files and compute their log-mel features
 while the encoder runs.
 
 CHECKPOINT: an exported encoder folder (local or a URI such as ``s3://bucket/runs/NAME/encoder``), an MLflow URI (``runs:/<id>/encoder``, ``models:/...``)
@@ -40,7 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from mast_core.audio import AudioError
+from mast_core.audio import AudioError, AudioReader
 from mast_core.embed import Embedder, read_clip
 from pipelines.common import storage
 
@@ -111,10 +112,20 @@ def expand_inputs(items: list[str]) -> list[Path | str]:
     return unique
 
 
-def _load(path: Path | str, embedder: Embedder) -> tuple[tuple[int, torch.Tensor] | None, tuple[str, str] | None]:
-    """(samples, features) of one file, or the reason it cannot be used; runs in a worker thread."""
+LONG_WINDOWS = 4  # files longer than this many encoder windows are read window by window
+
+
+def _load(path: Path | str, embedder: Embedder) -> tuple[tuple[int, torch.Tensor | AudioReader] | None, tuple[str, str] | None]:
+    """(samples, features) of one file, or the reason it cannot be used; runs in a worker thread.
+    A long file comes back as an open :class:`AudioReader` instead: the caller embeds it window by
+    window (:meth:`Embedder.embed_long`), in memory bounded whatever its length."""
     try:
-        wave = read_clip(storage.read_bytes(path) if isinstance(path, str) else path, embedder.sample_rate)
+        source = storage.read_bytes(path) if isinstance(path, str) else path
+        reader = AudioReader(source, embedder.sample_rate)
+        if reader.num_samples > LONG_WINDOWS * embedder.window_frames * embedder.frame_hop:
+            return (reader.num_samples, reader), None
+        reader.close()
+        wave = read_clip(source, embedder.sample_rate)
         return (wave.numel(), embedder.spectrogram(wave)), None
     except AudioError as error:
         return None, (error.reason, str(error))
@@ -161,6 +172,30 @@ def _rows(paths: list[Path], samples: list[int], result, frames: bool, rate: int
     return pa.table(columns, schema=schema)
 
 
+def _write_batch(pending: list[tuple], embedder: Embedder, frames: bool, schema, writer) -> int:
+    """Embed the pending short files together and write their rows; empties ``pending``."""
+    if not pending:
+        return 0
+    paths, samples, specs = zip(*pending)
+    result = embedder.embed_spectrograms(list(specs), frames=frames)
+    writer.write_table(_rows(list(paths), list(samples), result, frames, embedder.sample_rate, schema))
+    pending.clear()
+    return len(paths)
+
+
+def _embed_long(path, loaded: tuple[int, AudioReader], embedder: Embedder, frames: bool, schema, writer) -> tuple[str, str] | None:
+    """Embed one long file window by window and write its row; the reason when it fails midway."""
+    samples, reader = loaded
+    try:
+        result = embedder.embed_long(reader, samples, frames=frames)
+    except AudioError as error:  # damage found past the header
+        return error.reason, str(error)
+    finally:
+        reader.close()
+    writer.write_table(_rows([path], [samples], result, frames, embedder.sample_rate, schema))
+    return None
+
+
 def embed_files(
     files: list[Path],
     embedder: Embedder,
@@ -202,20 +237,19 @@ def _embed_to(
     writer = pq.ParquetWriter(temporary, schema, compression="zstd")
     try:
         for chunk_files, decoded in _decoded_chunks(files, embedder, workers, chunk):
-            paths, samples, specs = [], [], []
+            pending: list[tuple] = []  # (path, samples, features) of the short files, embedded together
             for path, (loaded, problem) in zip(chunk_files, decoded):
-                if problem is None:
-                    paths.append(path)
-                    samples.append(loaded[0])
-                    specs.append(loaded[1])
-                    continue
-                reason, detail = problem
-                skipped.append({"path": str(path), "reason": reason, "detail": detail})
-                print(f"[embed] skipped {path}: {detail}", file=sys.stderr, flush=True)
-            if specs:
-                result = embedder.embed_spectrograms(specs, frames=frames)
-                writer.write_table(_rows(paths, samples, result, frames, embedder.sample_rate, schema))
-                embedded += len(specs)
+                if problem is None and isinstance(loaded[1], AudioReader):  # a long file: window by window, in order
+                    embedded += _write_batch(pending, embedder, frames, schema, writer)
+                    problem = _embed_long(path, loaded, embedder, frames, schema, writer)
+                    embedded += problem is None
+                elif problem is None:
+                    pending.append((path, *loaded))
+                if problem is not None:
+                    reason, detail = problem
+                    skipped.append({"path": str(path), "reason": reason, "detail": detail})
+                    print(f"[embed] skipped {path}: {detail}", file=sys.stderr, flush=True)
+            embedded += _write_batch(pending, embedder, frames, schema, writer)
             done += len(chunk_files)
             elapsed = time.perf_counter() - started
             progress(
