@@ -20,9 +20,14 @@ Conventions (HEAR's, and where this module is stricter):
   (downmix first). HEAR passes no sample rate, so none can be checked unless the caller says it:
   ``sample_rate=`` (an extension) refuses any rate other than ``model.sample_rate`` rather than
   resampling silently.
-- Timestamps are the centres of the output tokens in **milliseconds**: one every 800 ms for MAST
-  (its last stage pools time 8x), 100 ms for AST. That is coarser than the 50 ms hop HEAR suggests
-  for event detection: it is the encoder's own resolution, not interpolated.
+- Timestamps are in **milliseconds**, every ``hop_ms`` (default 50, the hop HEAR asks for event
+  detection and transcription) from 0 to the sound's end. The encoder's own tokens are coarser
+  (one every 800 ms for MAST, whose last stage pools time 8x; 100 ms for AST): each timestamp's
+  embedding is the linear interpolation between the two tokens whose centres surround it (the
+  first / last token before the first / after the last centre). ``hop_ms=None`` returns the
+  tokens themselves at their centres.
+- Sounds longer than 4 encoder windows are embedded window by window
+  (:meth:`mast_core.embed.Embedder.embed_long`): memory beyond the input does not grow with length.
 - Results are returned on the device of ``audio``; computation happens on the model's device.
 """
 
@@ -35,7 +40,7 @@ import torch
 from torch import nn
 
 from .checkpoint import load_encoder
-from .embed import Embedder
+from .embed import Embedder, Embeddings
 
 __all__ = ["HearModel", "get_scene_embeddings", "get_timestamp_embeddings", "load_model"]
 
@@ -49,9 +54,12 @@ class HearModel(nn.Module):
         model.scene_embedding_size      # 768 for MAST-S
     """
 
-    def __init__(self, embedder: Embedder) -> None:
+    def __init__(self, embedder: Embedder, hop_ms: float | None = 50.0) -> None:
         super().__init__()
+        if hop_ms is not None and not hop_ms > 0:
+            raise ValueError(f"hop_ms must be positive (or None for the encoder's own tokens), got {hop_ms}")
         self.embedder = embedder
+        self.hop_ms = hop_ms
         self.encoder = embedder.model  # registered, so .to(device) and .parameters() work
         self.sample_rate = embedder.sample_rate
         self.scene_embedding_size = embedder.embedding_size
@@ -73,10 +81,12 @@ def load_model(
     device: str | torch.device | None = None,
     batch_size: int = 16,
     tracking_uri: str | None = None,
+    hop_ms: float | None = 50.0,
 ) -> HearModel:
     """Load an exported encoder folder or an MLflow URI (``runs:/<id>/encoder``) as a HEAR model.
 
     ``device`` defaults to CUDA when available. There is no built-in default checkpoint.
+    ``hop_ms``: the spacing of timestamp embeddings (None: the encoder's own tokens).
 
     Example::
 
@@ -86,7 +96,7 @@ def load_model(
         raise ValueError("mast_core.hear.load_model needs model_file_path: an exported encoder folder or an MLflow URI")
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
     model, features = load_encoder(model_file_path, map_location=device, tracking_uri=tracking_uri)
-    return HearModel(Embedder(model, features, batch_size=batch_size, device=device))
+    return HearModel(Embedder(model, features, batch_size=batch_size, device=device), hop_ms=hop_ms)
 
 
 def _check_audio(audio: torch.Tensor | np.ndarray, model: HearModel, sample_rate: int | None) -> torch.Tensor:
@@ -123,8 +133,7 @@ def get_scene_embeddings(audio: torch.Tensor, model: HearModel, *, sample_rate: 
         scene = get_scene_embeddings(torch.zeros(2, 16_000), model)     # (2, D)
     """
     audio = _check_audio(audio, model, sample_rate)
-    clip = model.embedder.embed(list(audio)).clip
-    return clip.to(audio.device)
+    return _embed(audio, model, frames=False).clip.to(audio.device)
 
 
 def get_timestamp_embeddings(audio: torch.Tensor, model: HearModel, *, sample_rate: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -138,5 +147,39 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: HearModel, *, sample_ra
         ms[0]            # MAST: tensor([  87.5,  887.5, 1687.5])
     """
     audio = _check_audio(audio, model, sample_rate)
-    frames, seconds = model.embedder.embed(list(audio), frames=True).stacked_frames()
+    frames, seconds = _embed(audio, model, frames=True).stacked_frames()
+    if model.hop_ms is not None and len(audio):
+        grid = torch.arange(0.0, audio.shape[1] / model.sample_rate * 1000.0, model.hop_ms, dtype=torch.float64)
+        frames = torch.stack([interpolate(f, t * 1000.0, grid) for f, t in zip(frames, seconds)])
+        seconds = grid.float().expand(len(audio), -1) / 1000.0
     return frames.to(audio.device), (seconds * 1000.0).to(audio.device)
+
+
+def _embed(audio: torch.Tensor, model: HearModel, frames: bool):
+    """Short sounds batched together; long ones (more than 4 windows) window by window, one at a time."""
+    embedder = model.embedder
+    if audio.shape[1] <= 4 * embedder.window_frames * embedder.frame_hop or not len(audio):
+        return embedder.embed(list(audio), frames=frames)
+    parts = [
+        embedder.embed_long(lambda start, count, sound=sound: sound[start : start + count], sound.numel(), frames=frames) for sound in audio
+    ]
+    return Embeddings(
+        torch.cat([part.clip for part in parts]),
+        [part.frames[0] for part in parts] if frames else None,
+        [part.timestamps[0] for part in parts] if frames else None,
+    )
+
+
+def interpolate(tokens: torch.Tensor, centres_ms: torch.Tensor, grid_ms: torch.Tensor) -> torch.Tensor:
+    """Token embeddings ``(T, D)`` at their centres, linearly interpolated onto ``grid_ms``
+    ``(G,)``: ``(G, D)``. Before the first centre and after the last, the end tokens."""
+    centres = centres_ms.to(torch.float64)
+    upper = (
+        torch.searchsorted(centres, grid_ms).clamp(1, len(centres) - 1) if len(centres) > 1 else torch.zeros_like(grid_ms, dtype=torch.long)
+    )
+    lower = (upper - 1).clamp(min=0)
+    span = (centres[upper] - centres[lower]).clamp(min=1e-9)
+    weight = ((grid_ms - centres[lower]) / span).clamp(0.0, 1.0)[:, None].to(tokens.dtype)
+    if len(centres) == 1:
+        weight = torch.zeros_like(weight)
+    return tokens[lower] * (1 - weight) + tokens[upper] * weight

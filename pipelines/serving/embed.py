@@ -183,9 +183,13 @@ def _write_batch(pending: list[tuple], embedder: Embedder, frames: bool, schema,
     return len(paths)
 
 
-def _embed_long(path, loaded: tuple[int, AudioReader], embedder: Embedder, frames: bool, schema, writer) -> tuple[str, str] | None:
+def _embed_long(
+    path, loaded: tuple[int, AudioReader], embedder: Embedder, frames: bool, schema, writer, progress
+) -> tuple[str, str] | None:
     """Embed one long file window by window and write its row; the reason when it fails midway."""
     samples, reader = loaded
+    windows = len(embedder.windows(1 + (samples - embedder.frame_window) // embedder.frame_hop))
+    progress(f"[embed] {path}: {samples / embedder.sample_rate:.1f} s, embedded window by window ({windows} windows)")
     try:
         result = embedder.embed_long(reader, samples, frames=frames)
     except AudioError as error:  # damage found past the header
@@ -241,7 +245,7 @@ def _embed_to(
             for path, (loaded, problem) in zip(chunk_files, decoded):
                 if problem is None and isinstance(loaded[1], AudioReader):  # a long file: window by window, in order
                     embedded += _write_batch(pending, embedder, frames, schema, writer)
-                    problem = _embed_long(path, loaded, embedder, frames, schema, writer)
+                    problem = _embed_long(path, loaded, embedder, frames, schema, writer, progress)
                     embedded += problem is None
                 elif problem is None:
                     pending.append((path, *loaded))

@@ -296,3 +296,33 @@ def test_checkpoint_paths_and_their_errors(encoders, tmp_path):
     assert resolve_checkpoint(encoders["mast"] / "encoder.safetensors") == encoders["mast"]
     config = json.loads((encoders["ast"] / "config.json").read_text())
     assert load_encoder(encoders["ast"] / "config.json")[0].arch == config["arch"]
+
+
+def test_a_long_file_is_embedded_window_by_window_in_its_place(encoders, tmp_path, capsys):
+    """A file longer than LONG_WINDOWS windows goes through Embedder.embed_long (memory bounded by
+    the windows, benchmarks/long_audio.py measures it): same result as the whole-clip path, in
+    input order; one damaged past its header is skipped with its reason."""
+    from pipelines.serving.embed import LONG_WINDOWS
+
+    embedder = Embedder(*load_encoder(encoders["mast"]))
+    seconds = LONG_WINDOWS * embedder.window_frames / 100 + 3  # just past the threshold
+    sf.write(tmp_path / "a.flac", signal(1.0, 1), RATE, subtype="PCM_16")
+    sf.write(tmp_path / "b.flac", np.stack([signal(seconds, 2, 22050)] * 2, axis=1), 22050, subtype="PCM_16")
+    sf.write(tmp_path / "c.flac", signal(2.0, 3), RATE, subtype="PCM_16")
+    data = (tmp_path / "b.flac").read_bytes()
+    (tmp_path / "d.flac").write_bytes(data[: len(data) * 2 // 3])  # a long file cut short: the header promises more
+    out = tmp_path / "emb.parquet"
+    run_cli("embed", tmp_path, "--checkpoint", encoders["mast"], "--out", out, "--frames")
+    printed = capsys.readouterr().out
+    assert f"{tmp_path / 'b.flac'}: {seconds:.1f} s, embedded window by window" in printed
+    assert f"{tmp_path / 'a.flac'}:" not in printed and f"{tmp_path / 'c.flac'}:" not in printed
+    table, summary = read_embeddings(out)
+    assert [p.split("/")[-1] for p in table.column("path").to_pylist()] == ["a.flac", "b.flac", "c.flac"]
+    assert [item["path"].split("/")[-1] for item in summary["skipped"]] == ["d.flac"]
+    assert summary["skipped"][0]["reason"] in ("truncated", "corrupt data")
+    whole = embedder.embed([read_clip(tmp_path / "b.flac", RATE)], frames=True)
+    got = torch.from_numpy(np.asarray(table.column("embedding")[1].as_py(), np.float32))
+    torch.testing.assert_close(got, whole.clip[0], rtol=1e-4, atol=1e-4)
+    frames = torch.tensor(table.column("frame_embeddings")[1].as_py())
+    torch.testing.assert_close(frames, whole.frames[0], rtol=1e-4, atol=1e-4)
+    assert table.column("duration_s")[1].as_py() == pytest.approx(seconds, abs=1e-3)
