@@ -62,6 +62,8 @@ def validate(args: argparse.Namespace) -> None:
     try:
         settings = settings_from_args(args)
         settings.validate()
+        if Path(args.workdir).exists() and not Path(args.workdir).is_dir():
+            raise ConfigError(f"--workdir {args.workdir} exists and is not a folder")
         check_request(Path(args.workdir) / "audio", settings.synth)
     except (ConfigError, SynthError) as error:
         raise SystemExit(f"mast demo: {error}") from None

@@ -12,7 +12,6 @@ from pipelines.data.layouts import DATASETS, LayoutError
 
 
 def run(args: argparse.Namespace) -> None:
-    from pipelines.common.runtime import init_ray
 
     options = {key: getattr(args, key) for key in _OPTION_FLAGS if getattr(args, key) is not None}
     if "segments" in options:
@@ -20,11 +19,12 @@ def run(args: argparse.Namespace) -> None:
     settings = IngestSettings(shard_mb=args.shard_mb, max_seconds=args.max_seconds, stats_clips_per_shard=args.stats_clips)
     try:
         settings.validate()
+        if args.num_cpus is not None and args.num_cpus < 1:
+            raise IngestError(f"--num-cpus must be >= 1, got {args.num_cpus}")
         if not Path(args.root).is_dir():
             raise LayoutError(f"--root {args.root}: not a folder")
         storage.check_location(args.out, "--out")  # a bucket that is not there fails before Ray starts
-        init_ray(args.num_cpus)
-        report = ingest(args.dataset, args.root, args.out, options, settings, overwrite=args.overwrite)
+        report = ingest(args.dataset, args.root, args.out, options, settings, overwrite=args.overwrite, num_cpus=args.num_cpus)
     except (LayoutError, IngestError, storage.StorageError) as error:
         raise SystemExit(f"mast ingest: {error}") from None
     print(f"[ingest] {report.summary()}")

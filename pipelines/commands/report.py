@@ -19,9 +19,17 @@ def run(args: argparse.Namespace) -> None:
     tracking = args.tracking_uri or default_tracking_uri()
     try:
         out = storage.check_location(args.out, "--out")
+        if storage.is_local(out) and storage.local_path(out).exists() and not storage.local_path(out).is_dir():
+            raise storage.StorageError(f"--out {args.out} exists and is not a folder")
     except storage.StorageError as error:
         raise SystemExit(f"mast report: {error}") from None
-    table = collect(tracking, args.experiment)
+    try:
+        table = collect(tracking, args.experiment)
+    except Exception as error:  # a store that is not MLflow's (a file that is not a database, a server that is down)
+        first = (str(error).strip().splitlines() or [""])[0][:200]
+        raise SystemExit(
+            f"mast report: --tracking-uri {tracking}: cannot read the MLflow store ({type(error).__name__}: {first})"
+        ) from None
     if not table:
         raise SystemExit(f"mast report: no finished sweeps in experiment {args.experiment!r}")
     with tempfile.TemporaryDirectory(prefix="mast-report-") as scratch:

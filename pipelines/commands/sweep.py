@@ -22,6 +22,8 @@ def run(args: argparse.Namespace) -> None:
         names = task_names() if args.all else [args.task]
         if not args.all and args.task is None:
             raise ConfigError("give a TASK or --all")
+        if args.all and args.task is not None:
+            raise ConfigError(f"give a TASK or --all, not both (got {args.task!r} and --all)")
         jobs = []
         for name in names:
             task = load_task(name, data_root=args.data_root)

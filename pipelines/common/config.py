@@ -179,8 +179,10 @@ def load_config(
             raise ConfigError(f"{path}: config file not found")
         try:
             data = yaml.safe_load(path.read_text()) or {}
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not a text file (a YAML config is UTF-8 text)") from None
         except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML ({error})") from None
+            raise ConfigError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
     return build(cls, expand_environment(apply_overrides(data, list(overrides or [])), environ=environ))
 
 

@@ -290,9 +290,13 @@ def ingest(
     settings: IngestSettings = IngestSettings(),
     overwrite: bool = False,
     progress=print,
+    num_cpus: int | None = None,
 ) -> IngestReport:
-    """Run the whole ingest; Ray must be initialised by the caller (see ``pipelines.common.runtime``)."""
+    """Run the whole ingest. Ray is joined or started (``pipelines.common.runtime.init_ray``, with
+    ``num_cpus`` for a local one) once the layout has been read, so a wrong root fails before it."""
     import ray
+
+    from pipelines.common.runtime import init_ray
 
     started = time.perf_counter()
     settings.validate()
@@ -305,6 +309,7 @@ def ingest(
         f"{len(layout.missing)} listed without audio; {len(layout.vocabulary)} classes"
     )
     plan = build_plan(layout, dataset, root, options, settings)
+    init_ray(num_cpus)  # a no-op where the caller started it
     _prepare_output(out, plan, overwrite)
     done = finished_shards(out, len(plan["shards"]))
     pending = [index for index in range(len(plan["shards"])) if index not in done]

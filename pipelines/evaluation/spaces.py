@@ -124,7 +124,11 @@ def load_space(task: str, path: str | Path | None = None, protocol: str = "linea
     if not path.is_file():
         expected = default_space_path(task, protocol)
         raise ConfigError(f"{path}: search space not found (expected {expected} or --space FILE)")
-    space = load_config(TuneSpace, path)
+    try:
+        space = load_config(TuneSpace, path)
+    except ConfigError as error:
+        message = str(error)
+        raise ConfigError(message if message.startswith(str(path)) else f"{path}: {message}") from None
     if space.protocol != protocol:
         raise ConfigError(
             f"{path}: protocol is {space.protocol!r} but the sweep asks for {protocol!r} "

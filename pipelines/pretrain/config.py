@@ -160,6 +160,8 @@ class PretrainConfig:
     data: DataSection = field(default_factory=DataSection)
 
     def validate(self) -> None:
+        if not self.data.sources:  # a config without a data section, where DataSection.validate does not run
+            raise ConfigError("data.sources: give at least one ingested dataset folder")
         if self.run.checkpoint_every > self.optim.total_steps:
             raise ConfigError(f"run.checkpoint_every ({self.run.checkpoint_every}) exceeds optim.total_steps ({self.optim.total_steps})")
 

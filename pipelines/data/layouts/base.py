@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import inspect
+import io
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -163,8 +164,13 @@ def _rel(path: Path, root: Path) -> str:
 
 
 def _open_text(path: Path) -> TextIO:
-    # utf-8-sig: spreadsheet exports of manifests often start with a BOM that would rename column 1
-    return open(path, encoding="utf-8-sig", newline="")
+    """A metadata file's text; a file that is not UTF-8 fails naming it."""
+    try:
+        # utf-8-sig: spreadsheet exports of manifests often start with a BOM that would rename column 1
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise LayoutError(f"{path}: not UTF-8 text (byte {error.start}: {error.reason}); metadata files are UTF-8 CSV or text") from None
+    return io.StringIO(text, newline="")
 
 
 def _read_table(path: Path, required: Sequence[str]) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
