@@ -150,7 +150,11 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: HearModel, *, sample_ra
     frames, seconds = _embed(audio, model, frames=True).stacked_frames()
     if model.hop_ms is not None and len(audio):
         grid = torch.arange(0.0, audio.shape[1] / model.sample_rate * 1000.0, model.hop_ms, dtype=torch.float64)
-        frames = torch.stack([interpolate(f, t * 1000.0, grid) for f, t in zip(frames, seconds)])
+        grid_frames = frames.new_empty(len(audio), len(grid), frames.shape[2])
+        for row, (tokens, centres) in enumerate(zip(frames, seconds)):
+            for start in range(0, len(grid), 4096):  # a slice at a time: no full-size temporaries
+                grid_frames[row, start : start + 4096] = interpolate(tokens, centres * 1000.0, grid[start : start + 4096])
+        frames = grid_frames
         seconds = grid.float().expand(len(audio), -1) / 1000.0
     return frames.to(audio.device), (seconds * 1000.0).to(audio.device)
 

@@ -165,9 +165,7 @@ def _rows(paths: list[Path], samples: list[int], result, frames: bool, rate: int
         "embedding": pa.array(list(result.clip.numpy().astype(np.float32)), pa.list_(pa.float32())),
     }
     if frames:
-        columns["frame_embeddings"] = pa.array(
-            [list(f.numpy().astype(np.float32)) for f in result.frames], pa.list_(pa.list_(pa.float32()))
-        )
+        columns["frame_embeddings"] = _nested(result.frames)
         columns["timestamps_s"] = pa.array([t.numpy() for t in result.timestamps], pa.list_(pa.float32()))
     return pa.table(columns, schema=schema)
 
@@ -198,6 +196,17 @@ def _embed_long(
         reader.close()
     writer.write_table(_rows([path], [samples], result, frames, embedder.sample_rate, schema))
     return None
+
+
+def _nested(frames: list[torch.Tensor]) -> pa.Array:
+    """``list<list<float32>>`` of per-file ``(T, D)`` frames, built from the flat values (no Python
+    list per frame: an hour of frames stays one buffer)."""
+    counts = [f.shape[0] for f in frames]
+    dim = frames[0].shape[1] if frames else 0
+    values = pa.array(np.concatenate([f.numpy().astype(np.float32).reshape(-1) for f in frames]) if frames else np.zeros(0, np.float32))
+    inner = pa.ListArray.from_arrays(pa.array(np.arange(0, sum(counts) * dim + 1, max(dim, 1), dtype=np.int32)[: sum(counts) + 1]), values)
+    outer = pa.ListArray.from_arrays(pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)), inner)
+    return outer.cast(pa.list_(pa.list_(pa.float32())))
 
 
 def embed_files(
