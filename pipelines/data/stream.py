@@ -53,6 +53,7 @@ __all__ = [
     "decode_clips",
     "epoch_files",
     "epoch_stream",
+    "shard_problem",
     "to_torch",
     "usable_batches",
 ]
@@ -314,6 +315,15 @@ def read_paths(files: list[str]):
     filesystem, paths = resolved[0][0], [path for _, path in resolved]
     check_shards(dict(zip(paths, files)), filesystem)
     return filesystem, paths
+
+
+def shard_problem(files: list[str]) -> str | None:
+    """The first missing or unreadable shard among ``files`` (URIs), named; None when all read."""
+    try:
+        read_paths(files)
+    except DataConfigError as error:
+        return str(error)
+    return None
 
 
 def check_shards(files: dict[str, str], filesystem) -> None:

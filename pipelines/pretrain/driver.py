@@ -25,6 +25,7 @@ buffer is retried at every later flush and saved in each checkpoint as ``metrics
 from __future__ import annotations
 
 import json
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -257,10 +258,19 @@ def pretrain(config: PretrainConfig, tracking_uri: str | None = None, dataset=No
     client.set_tag(run_id, "mast.feature_path", path)
     datasets, stream = stream_datasets(config, sources, dataset)  # 4.
     loop_config = {"tracking_uri": tracking_uri, "run_id": run_id, "stats": stats, "stream": stream}
-    result = build_trainer(config, datasets, loop_config).fit()
-    if result.error is not None:
+    try:
+        result = build_trainer(config, datasets, loop_config).fit()
+        if result.error is not None:
+            raise result.error
+    except Exception as error:
         _try(lambda: client.set_terminated(run_id, status="FAILED"))
-        raise result.error
+        shard = re.search(r"DataConfigError: ([^\n]+)", str(error))
+        if shard:  # a shard gone or broken mid-run: one line; the checkpoints stay for the rerun
+            raise ConfigError(
+                f"data.sources: {shard.group(1)}; the job stopped (its last checkpoint is kept): "
+                "restore the shard and run the same command again to resume"
+            ) from None
+        raise
     export = storage.join(config.run.storage, config.run.name, "encoder")
     progress = collect_final_checkpoint(result.checkpoint, export, tracking_uri, run_id)  # 5.
     _try(lambda: log_outputs(client, run_id, config, export))

@@ -17,7 +17,16 @@ from mast_core.views import ViewMaker, objective_views
 from pipelines.common import storage
 from pipelines.common.runtime import worker_print
 from pipelines.common.tracking import quick_mlflow_failures
-from pipelines.data.stream import clip_input, epoch_stream, to_torch, usable_batches
+from pipelines.data.stream import (
+    DataConfigError,
+    clip_input,
+    epoch_files,
+    epoch_stream,
+    mixture_files,
+    shard_problem,
+    to_torch,
+    usable_batches,
+)
 from pipelines.pretrain.config import PretrainConfig, load_config_dict
 from pipelines.pretrain.state import (
     DataTrace,
@@ -268,11 +277,12 @@ class PretrainWorker:
         shuffle = {"local_shuffle_buffer_size": config.data.shuffle_buffer or None}
         if self.stream:
             source = epoch_stream(self.stream["sources"], self.stream["settings"], epoch, self.rank, self.world)
+            files = epoch_files(mixture_files(self.stream["sources"], config.data.seed), config.data.seed, epoch, self.rank, self.world)
             shuffle["local_shuffle_seed"] = step_seed(config.data.seed, self.rank, epoch, -1) if config.data.shuffle_buffer else None
         else:
             source = self.train_shard
         batches = source.iter_torch_batches(batch_size=size, collate_fn=to_torch, drop_last=True, **shuffle)
-        return usable_batches(batches, size, self.skipped)
+        return usable_batches(_shards_checked(batches, files) if self.stream else batches, size, self.skipped)
 
     def validate(self) -> None:
         """4. Validate: the mean loss over the validation shard (every rank; rank 0 buffers it) and the
@@ -386,6 +396,18 @@ class PretrainWorker:
                 (folder / "metrics.jsonl").write_text("\n".join(lines))
                 payload.update(metrics_flushed=flushed, state_hash=state_hash)
             ray.train.report(payload, checkpoint=ray.train.Checkpoint.from_directory(str(folder)) if self.rank == 0 else None)
+
+
+def _shards_checked(batches, files: list[str]):
+    """The batches; when reading fails, the shard that went missing or broke since the epoch began
+    is named (a DataConfigError the driver reports in one line), else the error as it was."""
+    try:
+        yield from batches
+    except Exception as error:
+        problem = shard_problem(files)
+        if problem:
+            raise DataConfigError(problem) from error
+        raise
 
 
 def train_loop(loop_config: dict) -> None:

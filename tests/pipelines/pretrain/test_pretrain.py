@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import signal
 import threading
@@ -203,6 +204,51 @@ def test_a_missing_or_truncated_shard_fails_the_job_at_start_naming_the_file(sha
     with pytest.raises(ConfigError, match=rf"{manifest['shards'][5]['file']}: shard listed in its manifest.json but missing"):
         pretrain(config, f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "runs" / "damaged").exists()  # nothing was started
+
+
+def test_a_shard_lost_mid_run_stops_the_job_naming_it_and_a_rerun_resumes_once_restored(shards, tmp_path):
+    copy = tmp_path / "shards"
+    shutil.copytree(shards, copy, ignore=shutil.ignore_patterns("embeddings"))
+    listed = [
+        shard["file"]
+        for shard in json.loads((copy / "manifest.json").read_text())["shards"]
+        if shard["rows"] and "train" in shard["splits"]
+    ]
+    victim, backup = copy / listed[0], tmp_path / "kept.parquet"
+    trace = tmp_path / "trace"
+    settings = {
+        "optim.total_steps": 12,
+        "run.max_failures": 0,
+        "run.data_trace": trace,
+        "data.sources": f"[{{path: '{copy}', weight: 1, splits: [train]}}]",  # a few batches an epoch: every epoch reads every shard
+    }
+    config = tiny_config(copy, tmp_path, "lost", **settings)
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+    def steps_traced() -> int:
+        path = trace / "rank0.jsonl"
+        return len(path.read_text().splitlines()) if path.exists() else 0
+
+    def lose_the_shard_after_step_2():
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and steps_traced() < 3:  # the step-2 checkpoint is being written
+            time.sleep(0.05)
+        shutil.move(victim, backup)
+
+    thief = threading.Thread(target=lose_the_shard_after_step_2, daemon=True)
+    thief.start()
+    with pytest.raises(
+        ConfigError,
+        match=rf"data.sources: {re.escape(str(victim))}: shard listed in its manifest.json but missing.*run the same command again",
+    ):
+        pretrain(config, tracking)
+    thief.join()
+    shutil.move(backup, victim)  # restored: the same command continues from the last checkpoint
+    result = pretrain(config, tracking)
+    assert result["step"] == 12
+    run = MlflowClient(tracking).get_run(result["run_id"])
+    assert int(run.data.tags["mast.resumed_from_step"]) >= 2
+    assert loss_steps(tracking, result["run_id"]) == list(range(1, 13))
 
 
 def test_shipped_configs_are_valid():
