@@ -247,7 +247,8 @@ def _embed_to(
     skipped: list[dict[str, str]] = []
     embedded, done = 0, 0
     started = time.perf_counter()
-    writer = pq.ParquetWriter(temporary, schema, compression="zstd")
+    # no dictionary: float vectors never repeat, and its hash table for an hour of frames costs hundreds of MB
+    writer = pq.ParquetWriter(temporary, schema, compression="zstd", use_dictionary=["path"])
     try:
         for chunk_files, decoded in _decoded_chunks(files, embedder, workers, chunk):
             pending: list[tuple] = []  # (path, samples, features) of the short files, embedded together
