@@ -49,14 +49,14 @@ BREAKAGES: tuple[Breakage, ...] = (
     # ---------------------------------------------------------------- the table
     Breakage(
         "resume-restores-no-state",
-        "`_load_training_state` restores no model, optimiser or scheduler state",
+        "`load_training_state` restores no model, optimiser or scheduler state",
         (
-            Edit("pipelines/pretrain/loop.py", '    model.load_state_dict(saved["model"])', "    pass  # BROKEN: no weights restored"),
+            Edit("pipelines/pretrain/state.py", '    model.load_state_dict(saved["model"])', "    pass  # BROKEN: no weights restored"),
             Edit(
-                "pipelines/pretrain/loop.py", '    optimizer.load_state_dict(saved["optimizer"])', "    pass  # BROKEN: no optimiser state"
+                "pipelines/pretrain/state.py", '    optimizer.load_state_dict(saved["optimizer"])', "    pass  # BROKEN: no optimiser state"
             ),
             Edit(
-                "pipelines/pretrain/loop.py",
+                "pipelines/pretrain/state.py",
                 '    scheduler.load_state_dict(saved["scheduler"])',
                 "    pass  # BROKEN: no schedule position",
             ),
@@ -368,5 +368,102 @@ BREAKAGES: tuple[Breakage, ...] = (
         "mast report drops the bootstrap interval from its cells",
         (Edit("pipelines/evaluation/report.py", "    if value.low is not None:", "    if False:"),),
         (f"{T_SWEEP}::test_report_renders_the_table_from_mlflow",),
+    ),
+    # ---------------------------------------------------------------- nothing lost, nothing seen twice
+    Breakage(
+        "resume-restarts-the-epoch",
+        "a resumed run starts its interrupted epoch over (trains the skipped batches again)",
+        (
+            Edit(
+                "pipelines/pretrain/loop.py",
+                '            skip, progress["batches_in_epoch"] = progress["batches_in_epoch"], 0',
+                '            skip, progress["batches_in_epoch"] = 0, 0  # BROKEN',
+            ),
+        ),
+        (f"{T_PRETRAIN}::test_a_killed_worker_resumes_from_the_last_checkpoint",),
+    ),
+    Breakage(
+        "resume-forgets-the-mixup-memory",
+        "a resumed run does not rebuild the mixup memory from the batches it skips",
+        (
+            Edit(
+                "pipelines/pretrain/loop.py",
+                "                        self.train_views.remember(clip_input(batch).to(self.device))",
+                "                        pass  # BROKEN",
+            ),
+        ),
+        (f"{T_PRETRAIN}::test_a_killed_worker_resumes_from_the_last_checkpoint",),
+    ),
+    Breakage(
+        "torch-draws-from-the-rng-history",
+        "torch is not reseeded per micro-batch (patch-drop follows the RNG's history)",
+        (
+            Edit(
+                "pipelines/pretrain/loop.py",
+                '                torch.manual_seed(step_seed(config.run.seed, self.rank, progress["step"], self.micro))',
+                "                pass  # BROKEN",
+            ),
+        ),
+        (f"{T_PRETRAIN}::test_a_killed_worker_resumes_from_the_last_checkpoint",),
+    ),
+    Breakage(
+        "corrupt-clips-trained-on",
+        "clips that did not decode are trained on as silence, not skipped and counted",
+        (
+            Edit(
+                "pipelines/data/stream.py",
+                "        bad = [i for i, error in enumerate(errors) if error]",
+                "        bad = []  # BROKEN",
+            ),
+        ),
+        (f"{T_STREAM}::test_usable_batches_drop_flagged_clips_and_refill_to_the_batch_size",),
+    ),
+    Breakage(
+        "sweep-embeds-corrupt-clips",
+        "the sweep's embedding pass keeps clips that did not decode",
+        (
+            Edit(
+                "pipelines/evaluation/embeddings.py",
+                '        good = [i for i, error in enumerate(batch["error"]) if not error]',
+                '        good = list(range(len(batch["error"])))  # BROKEN',
+            ),
+        ),
+        (f"{T_SWEEP}::test_clips_that_no_longer_decode_are_skipped_and_counted_and_a_broken_shard_fails_at_start",),
+    ),
+    Breakage(
+        "symlinks-may-leave-the-root",
+        "the root check follows paths but not symlinks",
+        (
+            Edit(
+                "pipelines/data/layouts/base.py",
+                "    return os.path.commonpath([real_root, os.path.realpath(path)]) != real_root",
+                "    return os.path.commonpath([real_root, os.path.abspath(path)]) != real_root  # BROKEN",
+            ),
+        ),
+        ("tests/pipelines/data/test_layouts.py::test_metadata_paths_that_leave_the_root_are_excluded_unless_allowed",),
+    ),
+    Breakage(
+        "long-windows-off-by-a-sample",
+        "window-by-window embedding reads each window one sample late",
+        (
+            Edit(
+                "mast_core/embed.py",
+                "        wave = torch.as_tensor(read(start * self.frame_hop, count))",
+                "        wave = torch.as_tensor(read(start * self.frame_hop + 1, count))  # BROKEN",
+            ),
+        ),
+        ("tests/mast_core/test_embed_long.py",),
+    ),
+    Breakage(
+        "hear-timestamps-not-interpolated",
+        "HEAR's 50 ms grid takes the earlier token instead of interpolating",
+        (
+            Edit(
+                "mast_core/hear.py",
+                "    return tokens[lower] * (1 - weight) + tokens[upper] * weight",
+                "    return tokens[lower]  # BROKEN",
+            ),
+        ),
+        ("tests/mast_core/test_hear.py",),
     ),
 )

@@ -14,6 +14,7 @@ A second call with the same encoder weights, clip length and shards reads the fi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -27,7 +28,7 @@ import torch
 from mast_core.views import ViewMaker
 from pipelines.common import storage
 from pipelines.common.checkpoints import local_encoder
-from pipelines.data.stream import Source, StreamSettings, decode_clips, mixture_files, read_paths
+from pipelines.data.stream import DataConfigError, Source, StreamSettings, decode_clips, mixture_files, read_paths, shard_problem
 
 SKIPPED_KEY = "mast.skipped_clips"  # the cache's key-value metadata: clips left out, JSON
 
@@ -103,34 +104,35 @@ def embed_task(
     files = mixture_files([Source(str(shards))])
     filesystem, paths = read_paths(files)
     progress(f"[embed] embedding {len(files)} shards of {shards} with {encoder_dir} ({frames_per_clip} frames per clip)")
-    ray.data.DataContext.get_current().use_datasource_v2 = False  # see pipelines.data.build_stream
-    dataset = ray.data.read_parquet(paths, filesystem=filesystem, override_num_blocks=len(files)).select_columns(
-        ["id", "audio", "label_indices", "split", "fold"]
-    )
-    embedded = dataset.map_batches(
-        ClipEmbedder,
-        fn_constructor_kwargs={
-            "encoder_dir": str(encoder_dir),
-            "frames_per_clip": frames_per_clip,
-            "device": "cuda" if use_gpu else "cpu",
-            "storage_settings": storage.driver_settings(),
-        },
-        batch_size=32,
-        batch_format="numpy",
-        compute=ActorPoolStrategy(size=actors),
-        num_cpus=0 if use_gpu else 1,
-        num_gpus=1 if use_gpu else 0,
-    )
-    columns: dict[str, list] = {"id": [], "split": [], "fold": [], "label": [], "embedding": []}
-    skipped: list[dict] = []
-    for batch in embedded.iter_batches(batch_size=256, batch_format="numpy"):
-        good = [i for i, error in enumerate(batch["error"]) if not error]
-        for i in sorted(set(range(len(batch["error"]))) - set(good)):
-            skipped.append({"id": str(batch["id"][i]), "error": str(batch["error"][i])})
-            if len(skipped) <= 5:
-                progress(f"[embed] skipped clip {batch['id'][i]}: it does not decode ({batch['error'][i]})")
-        for key in columns:
-            columns[key].extend(batch[key][i] for i in good)
+    with _shard_errors_named(files):  # a shard lost or broken after the check above
+        ray.data.DataContext.get_current().use_datasource_v2 = False  # see pipelines.data.build_stream
+        dataset = ray.data.read_parquet(paths, filesystem=filesystem, override_num_blocks=len(files)).select_columns(
+            ["id", "audio", "label_indices", "split", "fold"]
+        )
+        embedded = dataset.map_batches(
+            ClipEmbedder,
+            fn_constructor_kwargs={
+                "encoder_dir": str(encoder_dir),
+                "frames_per_clip": frames_per_clip,
+                "device": "cuda" if use_gpu else "cpu",
+                "storage_settings": storage.driver_settings(),
+            },
+            batch_size=32,
+            batch_format="numpy",
+            compute=ActorPoolStrategy(size=actors),
+            num_cpus=0 if use_gpu else 1,
+            num_gpus=1 if use_gpu else 0,
+        )
+        columns: dict[str, list] = {"id": [], "split": [], "fold": [], "label": [], "embedding": []}
+        skipped: list[dict] = []
+        for batch in embedded.iter_batches(batch_size=256, batch_format="numpy"):
+            good = [i for i, error in enumerate(batch["error"]) if not error]
+            for i in sorted(set(range(len(batch["error"]))) - set(good)):
+                skipped.append({"id": str(batch["id"][i]), "error": str(batch["error"][i])})
+                if len(skipped) <= 5:
+                    progress(f"[embed] skipped clip {batch['id'][i]}: it does not decode ({batch['error'][i]})")
+            for key in columns:
+                columns[key].extend(batch[key][i] for i in good)
     order = np.argsort(np.asarray(columns["id"]), kind="stable")  # a stable file, whatever the task order
     table = pa.table(
         {
@@ -149,6 +151,21 @@ def embed_task(
     note = f"; {len(skipped)} clips that do not decode were skipped" if skipped else ""
     progress(f"[embed] {table.num_rows} embeddings written to {target}{note}")
     return target, False
+
+
+@contextlib.contextmanager
+def _shard_errors_named(files: list[str]):
+    """When reading fails, the shard that went missing or broke since the pass began is named
+    (nothing is cached: a rerun embeds again); any other error stays as it was."""
+    try:
+        yield
+    except DataConfigError:
+        raise
+    except Exception as error:
+        problem = shard_problem(files)
+        if problem:
+            raise DataConfigError(f"{problem}; the embedding pass stopped, nothing was cached") from error
+        raise
 
 
 def skipped_clips(path: str | Path) -> list[dict]:

@@ -139,7 +139,10 @@ def _linear_plan(task: TaskConfig, encoder_dir: str, num_classes: int, progress)
     """(trainable, test scorer, key, tags): probes on cached embeddings; tests stay in the driver."""
     from ray import tune
 
-    cache, cached = embed_task(task.shards, encoder_dir, task.frames_per_clip, progress=progress)
+    try:
+        cache, cached = embed_task(task.shards, encoder_dir, task.frames_per_clip, progress=progress)
+    except DataConfigError as error:  # a shard lost or broken after the start check: before any MLflow run
+        raise ConfigError(f"task {task.name}: {error}; restore it and run the sweep again") from None
     rounds, tests = split_rounds(task, load_embeddings(cache))
 
     def score_tests(best_config: dict, _space: TuneSpace) -> list[tuple[float, int]]:

@@ -19,6 +19,7 @@ from mast_core.mast import mast_tiny
 from mast_core.probe import ProbeSettings, fit_linear_probe
 from pipelines.common.config import ConfigError
 from pipelines.data.ingest import IngestSettings, ingest
+from pipelines.data.stream import DataConfigError
 from pipelines.evaluation.embeddings import cache_path, embed_task, load_embeddings, skipped_clips
 from pipelines.evaluation.spaces import load_space
 from pipelines.evaluation.sweep import role_rows, run_sweep, split_rounds
@@ -114,6 +115,31 @@ def test_clips_that_no_longer_decode_are_skipped_and_counted_and_a_broken_shard_
         with pytest.raises(ConfigError, match=f"task fx_speech_commands: {re.escape(str(copy / listed[1]))}: .*(truncated|missing)"):
             run_sweep(broken, encoder, space, storage=tmp_path / f"tune-{name}", tracking_uri=f"sqlite:///{store}", progress=QUIET)
         assert not store.exists() and not (tmp_path / f"tune-{name}").exists()
+
+
+def test_a_shard_lost_during_the_embedding_pass_stops_it_naming_the_file(setup, tmp_path):
+    """The shard goes after the start check (as the pass begins): the pass stops with one error
+    naming it and caches nothing; restored, the same call embeds every clip."""
+    base, tasks, space, encoder = setup
+    copy = tmp_path / "shards"
+    shutil.copytree(base / "speech_commands-shards", copy, ignore=shutil.ignore_patterns("embeddings"))
+    listed = [shard["file"] for shard in json.loads((copy / "manifest.json").read_text())["shards"] if shard["rows"]]
+    victim, kept = copy / listed[2], tmp_path / "kept.parquet"
+
+    def lose_it_as_the_pass_begins(line: str) -> None:
+        if line.startswith("[embed] embedding"):  # printed once the footers were checked
+            shutil.move(victim, kept)
+
+    with pytest.raises(
+        DataConfigError, match=rf"{re.escape(str(victim))}: shard listed in its manifest.json but missing.*nothing was cached"
+    ):
+        embed_task(copy, encoder, 98, progress=lose_it_as_the_pass_begins)
+    assert not (copy / "embeddings").exists() or not list((copy / "embeddings").glob("*.parquet"))
+    shutil.move(kept, victim)
+    cache, cached = embed_task(copy, encoder, 98, progress=QUIET)
+    assert not cached and len(load_embeddings(cache)["id"]) == sum(
+        shard["rows"] for shard in json.loads((copy / "manifest.json").read_text())["shards"]
+    )
 
 
 def history(tracking: str, run_id: str, key: str) -> list[float]:
