@@ -31,6 +31,7 @@ a weight of 2 reads each of the source's shards twice per epoch, 0.5 reads half 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ __all__ = [
     "decode_clips",
     "epoch_files",
     "epoch_stream",
+    "shard_errors_named",
     "shard_problem",
     "to_torch",
     "usable_batches",
@@ -315,6 +317,21 @@ def read_paths(files: list[str]):
     filesystem, paths = resolved[0][0], [path for _, path in resolved]
     check_shards(dict(zip(paths, files)), filesystem)
     return filesystem, paths
+
+
+@contextlib.contextmanager
+def shard_errors_named(files: list[str], note: str = ""):
+    """Around reading ``files``: when reading fails, the shard that went missing or broke since it
+    was checked is named in a :class:`DataConfigError` (with ``note``); other errors stay as they were."""
+    try:
+        yield
+    except DataConfigError:
+        raise
+    except Exception as error:
+        problem = shard_problem(files)
+        if problem:
+            raise DataConfigError(problem + note) from error
+        raise
 
 
 def shard_problem(files: list[str]) -> str | None:

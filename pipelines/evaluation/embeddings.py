@@ -14,7 +14,6 @@ A second call with the same encoder weights, clip length and shards reads the fi
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
@@ -28,7 +27,7 @@ import torch
 from mast_core.views import ViewMaker
 from pipelines.common import storage
 from pipelines.common.checkpoints import local_encoder
-from pipelines.data.stream import DataConfigError, Source, StreamSettings, decode_clips, mixture_files, read_paths, shard_problem
+from pipelines.data.stream import Source, StreamSettings, decode_clips, mixture_files, read_paths, shard_errors_named
 
 SKIPPED_KEY = "mast.skipped_clips"  # the cache's key-value metadata: clips left out, JSON
 
@@ -104,7 +103,7 @@ def embed_task(
     files = mixture_files([Source(str(shards))])
     filesystem, paths = read_paths(files)
     progress(f"[embed] embedding {len(files)} shards of {shards} with {encoder_dir} ({frames_per_clip} frames per clip)")
-    with _shard_errors_named(files):  # a shard lost or broken after the check above
+    with shard_errors_named(files, "; the embedding pass stopped, nothing was cached"):  # lost or broken since the check
         ray.data.DataContext.get_current().use_datasource_v2 = False  # see pipelines.data.build_stream
         dataset = ray.data.read_parquet(paths, filesystem=filesystem, override_num_blocks=len(files)).select_columns(
             ["id", "audio", "label_indices", "split", "fold"]
@@ -151,21 +150,6 @@ def embed_task(
     note = f"; {len(skipped)} clips that do not decode were skipped" if skipped else ""
     progress(f"[embed] {table.num_rows} embeddings written to {target}{note}")
     return target, False
-
-
-@contextlib.contextmanager
-def _shard_errors_named(files: list[str]):
-    """When reading fails, the shard that went missing or broke since the pass began is named
-    (nothing is cached: a rerun embeds again); any other error stays as it was."""
-    try:
-        yield
-    except DataConfigError:
-        raise
-    except Exception as error:
-        problem = shard_problem(files)
-        if problem:
-            raise DataConfigError(f"{problem}; the embedding pass stopped, nothing was cached") from error
-        raise
 
 
 def skipped_clips(path: str | Path) -> list[dict]:

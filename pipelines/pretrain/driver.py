@@ -5,12 +5,13 @@ The recipe, top to bottom:
 2. start or join Ray (``RAY_ADDRESS`` / ``ray job submit`` -> the cluster, else an embedded Ray);
 3. open the MLflow run of this job: a new one, or the existing run with the same ``run.name``
    (a re-run resumes both the training and its MLflow run);
-4. stream the ingested shards (``pipelines.data.stream``) into a ``TorchTrainer`` whose workers run
-   :func:`train_loop` under DDP (gloo on CPU, NCCL on GPU, bf16 autocast on GPU);
+4. start a ``TorchTrainer`` whose workers run :func:`train_loop` under DDP (gloo on CPU, NCCL on
+   GPU, bf16 autocast on GPU), each streaming its own share of the ingested shards epoch by epoch
+   (``pipelines.data.stream.epoch_stream``, an order fixed by the position, so a resume continues it);
 5. export the encoder (safetensors + JSON) and log it with the config and a loss curve.
 
 Fault tolerance: every ``checkpoint_every`` steps the workers report a checkpoint holding the
-student, teacher, heads, queue, optimiser, scheduler, step, data position and RNG state.
+student, teacher, heads, queue, optimiser, scheduler, step and every rank's data position.
 ``FailureConfig(max_failures)`` restarts a killed worker group from the newest checkpoint, and
 running the same command again resumes from it. Each checkpoint's ``progress.json`` (and its
 report to Train) carries a digest of that state (:func:`~pipelines.pretrain.loop.state_digest`);

@@ -18,12 +18,11 @@ from pipelines.common import storage
 from pipelines.common.runtime import worker_print
 from pipelines.common.tracking import quick_mlflow_failures
 from pipelines.data.stream import (
-    DataConfigError,
     clip_input,
     epoch_files,
     epoch_stream,
     mixture_files,
-    shard_problem,
+    shard_errors_named,
     to_torch,
     usable_batches,
 )
@@ -399,15 +398,10 @@ class PretrainWorker:
 
 
 def _shards_checked(batches, files: list[str]):
-    """The batches; when reading fails, the shard that went missing or broke since the epoch began
-    is named (a DataConfigError the driver reports in one line), else the error as it was."""
-    try:
+    """The batches; a shard that went missing or broke since the epoch began is named (a
+    DataConfigError the driver reports in one line)."""
+    with shard_errors_named(files):
         yield from batches
-    except Exception as error:
-        problem = shard_problem(files)
-        if problem:
-            raise DataConfigError(problem) from error
-        raise
 
 
 def train_loop(loop_config: dict) -> None:
