@@ -303,8 +303,8 @@ resources: {cpu: 4}          # one trial at a time, so the sweep is interrupted 
 space:
   lr: {loguniform: [1.0e-3, 1.0e-1]}
   batch_size: 4
-  max_epochs: 5              # short trials: the kill follows the second trial's last result at once
-  patience: 5
+  max_epochs: 30             # about a second a trial: the kill after the second lands before the last
+  patience: 30
 """
 )
 
