@@ -395,6 +395,16 @@ BREAKAGES: tuple[Breakage, ...] = (
         (f"{T_PRETRAIN}::test_a_killed_worker_resumes_from_the_last_checkpoint",),
     ),
     Breakage(
+        "resume-counts-bad-clips-twice",
+        "a resumed run counts again the bad clips of the batches it skips",
+        (
+            Edit(
+                "pipelines/pretrain/loop.py", "                        self.corrupt = counted\n", "                        pass  # BROKEN\n"
+            ),
+        ),
+        (f"{T_PRETRAIN}::test_a_killed_worker_resumes_from_the_last_checkpoint",),
+    ),
+    Breakage(
         "torch-draws-from-the-rng-history",
         "torch is not reseeded per micro-batch (patch-drop follows the RNG's history)",
         (

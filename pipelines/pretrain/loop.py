@@ -221,6 +221,7 @@ class PretrainWorker:
         while progress["step"] < self.total:
             # resumed mid-epoch: the batches of this epoch trained before the checkpoint are skipped
             skip, progress["batches_in_epoch"] = progress["batches_in_epoch"], 0
+            counted = self.corrupt  # the replayed batches' bad clips are in the checkpoint's count already
             self.train_views.forget()  # the mixup memory holds this epoch's clips: a resume rebuilds it
             fetch_start = time.perf_counter()
             for batch in self.epoch_batches(progress["epoch"]):
@@ -228,6 +229,8 @@ class PretrainWorker:
                 if progress["batches_in_epoch"] <= skip:
                     if skip - progress["batches_in_epoch"] < memory_batches:  # the memory as it was at the checkpoint
                         self.train_views.remember(clip_input(batch).to(self.device))
+                    if progress["batches_in_epoch"] == skip:
+                        self.corrupt = counted
                     fetch_start = time.perf_counter()
                     continue
                 self.data_wait += time.perf_counter() - fetch_start

@@ -88,11 +88,14 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint(shards, tmp_path, trai
 
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     # every checkpoint kept, so Train's record shows which one the restarted group continued from
+    damaged = tmp_path / "damaged"
+    assert len(damaged_copy(shards, damaged, split="train", per_shard=1, shards_hit=3)) == 3
     settings = {
         "optim.total_steps": 10,
         "run.max_failures": 2,
         "run.keep_checkpoints": 10,
-        "data.sources": f"[{{path: '{shards}', weight: 2, splits: [train]}}]",  # a few batches per rank and epoch
+        # a few batches per rank and epoch; three clips that no longer decode, counted once per encounter
+        "data.sources": f"[{{path: '{damaged}', weight: 2, splits: [train]}}]",
     }
     config = tiny_config(shards, tmp_path, "fault", **settings, **{"run.data_trace": tmp_path / "trace"})
     reference = tiny_config(shards, tmp_path, "reference", **settings, **{"run.data_trace": tmp_path / "trace-reference"})
@@ -140,6 +143,8 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint(shards, tmp_path, trai
     replayed = (tmp_path / "trace" / "rank0.jsonl").read_text().count("\n") - 10
     assert replayed >= 0  # steps after the resumed checkpoint ran twice in the log, once in the model
     # and the same views of them (crops, the mixup memory, masks, patch-drop): the same weights, bit for bit
+    # the replayed part of the epoch did not count its bad clips twice
+    assert result["corrupt_clips"] == uninterrupted["corrupt_clips"] >= 1
     resumed, straight = (load_encoder(run["export"])[0].state_dict() for run in (result, uninterrupted))
     assert resumed.keys() == straight.keys() and all(torch.equal(resumed[key], straight[key]) for key in resumed)
 
