@@ -84,7 +84,7 @@ def ordered_pipeline(sources, settings, stats, epoch: int):
     makes a resume exact (``epoch_stream``); building it is timed too."""
     from pipelines.data.stream import epoch_stream
 
-    yield from ray_pipeline(epoch_stream(sources, settings, epoch), settings, stats)
+    yield from ray_pipeline(epoch_stream(sources, settings, epoch)[0], settings, stats)
 
 
 def dataloader(files, settings, stats, workers: int):

@@ -385,16 +385,17 @@ def epoch_files(files: list[str], seed: int, epoch: int, rank: int = 0, world: i
 
 
 def epoch_stream(sources: list[Source], settings: StreamSettings, epoch: int, rank: int = 0, world: int = 1):
-    """One rank's stream of one epoch, in an order fixed by ``(settings.seed, epoch, rank, world)``: its
-    shards (:func:`epoch_files`) in order, each shard's rows in order, Ray's block order kept. The
-    same position gives the same batches, so a resumed run can skip what it trained on and continue."""
+    """(stream, its shard URIs): one rank's stream of one epoch, in an order fixed by
+    ``(settings.seed, epoch, rank, world)``: its shards (:func:`epoch_files`) in order, each shard's
+    rows in order, Ray's block order kept. The same position gives the same batches, so a resumed
+    run can skip what it trained on and continue."""
     files = epoch_files(mixture_files(sources, settings.seed), settings.seed, epoch, rank, world)
     stream = _decoded(sources, files, settings, shuffle=False, epoch=epoch)
     stream.context.execution_options.preserve_order = True
     # built in each train worker every epoch: the job log gets the loop's lines, not Ray Data's
     stream.context.enable_progress_bars = False
     stream.context.print_on_execution_start = False
-    return stream
+    return stream, files
 
 
 def _decoded(sources: list[Source], files: list[str], settings: StreamSettings, shuffle: bool, epoch: int | None):

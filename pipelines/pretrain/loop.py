@@ -19,9 +19,7 @@ from pipelines.common.runtime import worker_print
 from pipelines.common.tracking import quick_mlflow_failures
 from pipelines.data.stream import (
     clip_input,
-    epoch_files,
     epoch_stream,
-    mixture_files,
     shard_errors_named,
     to_torch,
     usable_batches,
@@ -278,8 +276,7 @@ class PretrainWorker:
         config, size = self.config, self.config.optim.batch_size
         shuffle = {"local_shuffle_buffer_size": config.data.shuffle_buffer or None}
         if self.stream:
-            source = epoch_stream(self.stream["sources"], self.stream["settings"], epoch, self.rank, self.world)
-            files = epoch_files(mixture_files(self.stream["sources"], config.data.seed), config.data.seed, epoch, self.rank, self.world)
+            source, files = epoch_stream(self.stream["sources"], self.stream["settings"], epoch, self.rank, self.world)
             shuffle["local_shuffle_seed"] = step_seed(config.data.seed, self.rank, epoch, -1) if config.data.shuffle_buffer else None
         else:
             source = self.train_shard

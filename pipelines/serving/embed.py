@@ -42,7 +42,7 @@ import pyarrow.parquet as pq
 import torch
 
 from mast_core.audio import AudioError, AudioReader
-from mast_core.embed import Embedder, read_clip
+from mast_core.embed import Embedder
 from pipelines.common import storage
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg")
@@ -124,8 +124,10 @@ def _load(path: Path | str, embedder: Embedder) -> tuple[tuple[int, torch.Tensor
         reader = AudioReader(source, embedder.sample_rate)
         if reader.num_samples > LONG_WINDOWS * embedder.window_frames * embedder.frame_hop:
             return (reader.num_samples, reader), None
-        reader.close()
-        wave = read_clip(source, embedder.sample_rate)
+        try:  # a short file: decoded whole, through the same reader (read_clip's result)
+            wave = reader(0, reader.num_samples)
+        finally:
+            reader.close()
         return (wave.numel(), embedder.spectrogram(wave)), None
     except AudioError as error:
         return None, (error.reason, str(error))
