@@ -11,14 +11,16 @@ from fixtures import REPO_ROOT
 
 
 @pytest.mark.slow
-def test_gpu_check_prints_every_row_with_numbers_on_cpu():
+def test_gpu_check_prints_every_row_with_numbers_on_cpu(ray_address):
+    # its `mast ingest` and `mast pretrain` join the session's Ray (as on a GPU machine where Ray runs)
+    # rather than start one each
     done = subprocess.run(
         ["bash", "benchmarks/gpu_check.sh", "--tiny"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ, "PYTHON": sys.executable},
+        env={**os.environ, "PYTHON": sys.executable, "RAY_ADDRESS": ray_address},
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and not line.startswith("| stage")]

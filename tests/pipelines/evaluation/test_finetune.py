@@ -12,6 +12,7 @@ import torch
 from mlflow import MlflowClient
 
 from fixtures.layouts import write_layout
+from fixtures.services import mlflow_store
 from mast_core.ast import ast_tiny
 from mast_core.checkpoint import save_encoder
 from mast_core.finetune import EncoderClassifier, FinetuneSettings, encoder_layer_ids, layer_decay_groups, lr_factor
@@ -121,7 +122,7 @@ def test_finetune_sweep_trains_in_tune_and_never_sees_test(ray_local, tmp_path):
     (tmp_path / "space.yaml").write_text(SPACE)
     torch.manual_seed(0)
     encoder = save_encoder(mast_tiny(), tmp_path / "encoder")
-    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking = mlflow_store(tmp_path / "mlflow.db")
     summary = run_sweep(
         load_task(tmp_path / "fx_sc.yaml"),
         encoder,

@@ -15,6 +15,7 @@ import torch
 from mlflow import MlflowClient
 
 from fixtures.layouts import write_layout
+from fixtures.services import mlflow_store
 from mast_core.checkpoint import load_encoder, save_encoder
 from mast_core.mast import mast_tiny
 from pipelines.cli import main
@@ -47,7 +48,7 @@ def test_sweep_with_shards_state_cache_and_report_in_the_bucket(ray_local, s3_bu
         "name: fx_kws\ndataset: speech_commands\nshards: data/kws\nframes_per_clip: 98\nsplits: {train: train, validation: validation, test: test}\n"
     )
     (tmp_path / "space.yaml").write_text(SPACE)
-    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking = mlflow_store(tmp_path / "mlflow.db")
     sweep = ["sweep", str(task), "--checkpoint", "random:mast_tiny", "--space", str(tmp_path / "space.yaml")]
     sweep += ["--storage", f"{s3_bucket}/sweeps", "--data-root", s3_bucket, "--tracking-uri", tracking]
     main(sweep)

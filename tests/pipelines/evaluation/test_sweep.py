@@ -14,6 +14,7 @@ from mlflow import MlflowClient
 
 from fixtures.damage import damaged_copy, truncate
 from fixtures.layouts import write_layout
+from fixtures.services import mlflow_store
 from mast_core.checkpoint import save_encoder
 from mast_core.mast import mast_tiny
 from mast_core.probe import ProbeSettings, fit_linear_probe
@@ -69,7 +70,7 @@ def children(tracking: str, parent: str) -> list:
 
 def test_split_task_sweep_logs_parent_and_children(setup, tmp_path):
     base, tasks, space, encoder = setup
-    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking = mlflow_store(tmp_path / "mlflow.db")
     summary = run_sweep(tasks["speech_commands"], encoder, space, storage=tmp_path / "tune", tracking_uri=tracking, progress=QUIET)
     assert summary["trials"] == 3 and 0.0 <= summary["test_accuracy"] <= 1.0
     parent = MlflowClient(tracking).get_run(summary["parent_run_id"])
@@ -92,7 +93,7 @@ def test_clips_that_no_longer_decode_are_skipped_and_counted_and_a_broken_shard_
     damaged = damaged_copy(shards, tmp_path / "damaged", split=None, per_shard=1, shards_hit=3)
     assert len(damaged) == 3
     task = write_task(tmp_path, "speech_commands", tmp_path / "damaged")
-    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking = mlflow_store(tmp_path / "mlflow.db")
     lines: list[str] = []
     summary = run_sweep(task, encoder, space, storage=tmp_path / "tune", tracking_uri=tracking, progress=lines.append)
     assert summary["trials"] == 3 and summary["skipped_clips"] == 3
@@ -156,7 +157,7 @@ def probe_of(params: dict) -> ProbeSettings:
 def test_fold_task_scores_the_mean_over_folds(setup, tmp_path):
     base, tasks, space, encoder = setup
     task = tasks["us8k"]
-    tracking = f"sqlite:///{tmp_path / 'm.db'}"
+    tracking = mlflow_store(tmp_path / "m.db")
     summary = run_sweep(task, encoder, space, storage=tmp_path / "tune", tracking_uri=tracking, progress=QUIET)
     assert len(summary["test_scores"]) == 10
 
@@ -238,7 +239,7 @@ def test_the_test_split_never_reaches_selection(setup, tmp_path):
     selection, tests = split_rounds(task, load_embeddings(cache))
     assert all(torch.isfinite(part[0]).all() for part in selection[0].values())
     assert torch.isnan(tests[0][0]).all()
-    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking = mlflow_store(tmp_path / "mlflow.db")
     summary = run_sweep(task, encoder, space, storage=tmp_path / "tune", tracking_uri=tracking, progress=QUIET)
     assert summary["embeddings_cached"]  # the sweep read the poisoned cache
     kids = children(tracking, summary["parent_run_id"])
@@ -257,7 +258,7 @@ def test_report_renders_the_table_from_mlflow(setup, tmp_path, capsys):
     from pipelines.evaluation.report import collect
 
     base, tasks, space, encoder = setup
-    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking = mlflow_store(tmp_path / "mlflow.db")
     sampled = []
     for task in (tasks["us8k"], tasks["speech_commands"]):
         summary = run_sweep(task, encoder, space, storage=tmp_path / "tune", tracking_uri=tracking, label="MAST random", progress=QUIET)
@@ -322,7 +323,7 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(setup, t
     base, tasks, _, encoder = setup
     task = tasks["speech_commands"]
     (tmp_path / "space.yaml").write_text(SLOW_SPACE)
-    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking = mlflow_store(tmp_path / "mlflow.db")
     command = [
         sys.executable,
         "-m",

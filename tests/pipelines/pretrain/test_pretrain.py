@@ -17,7 +17,7 @@ from fixtures import REPO_ROOT
 from fixtures.damage import damaged_copy, truncate
 from fixtures.layouts import write_layout
 from fixtures.pretrain import tiny_config
-from fixtures.services import free_port, start_mlflow_server, stop_server
+from fixtures.services import free_port, mlflow_store, start_mlflow_server, stop_server
 from mast_core.checkpoint import load_encoder
 from pipelines.common.config import ConfigError, load_config
 from pipelines.data.ingest import IngestSettings, ingest
@@ -43,7 +43,7 @@ def loss_steps(tracking_uri: str, run_id: str) -> list[int]:
 def test_two_worker_pretraining_logs_to_mlflow_and_exports(shards, tmp_path, capfd):
     """Also on shards damaged after ingest: a train clip of 4 of the 17 shards no longer decodes
     (FLAC frames zeroed); those clips are skipped and counted, training goes on with full batches."""
-    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking = mlflow_store(tmp_path / "mlflow.db")
     damaged = damaged_copy(shards, tmp_path / "shards", split="train", shards_hit=4)
     config = tiny_config(
         tmp_path / "shards",
@@ -86,7 +86,7 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint(shards, tmp_path, trai
     data position, across epochs: each rank's epoch here is a few batches)."""
     from ray.util.state import list_actors
 
-    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking = mlflow_store(tmp_path / "mlflow.db")
     # every checkpoint kept, so Train's record shows which one the restarted group continued from
     damaged = tmp_path / "damaged"
     assert len(damaged_copy(shards, damaged, split="train", per_shard=1, shards_hit=3)) == 3
@@ -228,7 +228,7 @@ def test_a_shard_lost_mid_run_stops_the_job_naming_it_and_a_rerun_resumes_once_r
         "data.sources": f"[{{path: '{copy}', weight: 1, splits: [train]}}]",  # a few batches an epoch: every epoch reads every shard
     }
     config = tiny_config(copy, tmp_path, "lost", **settings)
-    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking = mlflow_store(tmp_path / "mlflow.db")
 
     def steps_traced() -> int:
         path = trace / "rank0.jsonl"

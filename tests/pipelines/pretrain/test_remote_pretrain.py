@@ -10,6 +10,7 @@ from mlflow import MlflowClient
 
 from fixtures.layouts import write_layout
 from fixtures.pretrain import tiny_config
+from fixtures.services import mlflow_store
 from mast_core.checkpoint import load_encoder
 from pipelines.common import storage
 from pipelines.common.config import ConfigError
@@ -24,7 +25,7 @@ def test_shards_checkpoints_and_export_live_in_the_bucket_and_a_rerun_resumes_fr
     ingest("speech_commands", tmp_path / "raw", shards, settings=IngestSettings(shard_mb=0.05), progress=lambda line: None)
     runs = f"{s3_bucket}/runs"
     config = tiny_config(shards, tmp_path, "in-bucket", **{"run.storage": runs, "optim.total_steps": 4, "run.num_workers": 1})
-    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking = mlflow_store(tmp_path / "mlflow.db")
 
     result = pretrain(config, tracking)
     assert result["step"] == 4 and result["export"] == f"{runs}/in-bucket/encoder"
