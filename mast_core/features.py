@@ -138,7 +138,32 @@ def log_mel(waveform: torch.Tensor, sample_rate: int = SAMPLE_RATE, num_mel_bins
     wave = waveform.unsqueeze(0) if single else waveform
     if wave.dtype not in (torch.float32, torch.float64):
         wave = wave.float()
+    rows = _rows_per_pass(wave, num_frames(num_samples, sample_rate), fft_size)
+    if wave.shape[0] <= rows:
+        spec = _log_mel_rows(wave, sample_rate, num_mel_bins, window, hop, fft_size)
+        return spec[0] if single else spec
+    spec = wave.new_empty(wave.shape[0], num_mel_bins, num_frames(num_samples, sample_rate))
+    for start in range(0, wave.shape[0], rows):
+        spec[start : start + rows] = _log_mel_rows(wave[start : start + rows], sample_rate, num_mel_bins, window, hop, fft_size)
+    return spec
 
+
+# On the CPU a batch goes through the FFT a few clips at a time. A whole batch's FFT buffers (65 MB
+# each for 32 ten-second clips) lie above glibc's mmap threshold (32 MB at most), so every batch
+# mapped fresh pages and took a page fault per 4 KB: a third of the time went to the kernel. Buffers
+# of about 4 MB stay in the heap and reuse its pages: 2.2x faster per batch, the same values (each
+# clip's frames, FFT and mel product do not depend on the other clips). A GPU takes the batch whole.
+_CPU_PASS_BYTES = 4 << 20
+
+
+def _rows_per_pass(wave: torch.Tensor, frames: int, fft_size: int) -> int:
+    if wave.device.type != "cpu":
+        return wave.shape[0]
+    return max(1, _CPU_PASS_BYTES // max(1, frames * fft_size * wave.element_size()))
+
+
+def _log_mel_rows(wave: torch.Tensor, sample_rate: int, num_mel_bins: int, window: int, hop: int, fft_size: int) -> torch.Tensor:
+    """:func:`log_mel` of a float batch ``(B, N)`` in one pass."""
     # The AST recipe removes the clip mean before kaldi; kaldi then removes each frame's mean too.
     wave = wave - wave.mean(dim=-1, keepdim=True)
     frames = wave.unfold(-1, window, hop)  # (B, T, window), a strided view: no copy yet
@@ -163,8 +188,7 @@ def log_mel(waveform: torch.Tensor, sample_rate: int = SAMPLE_RATE, num_mel_bins
     banks = _mel_banks(num_mel_bins, fft_size, sample_rate, power.device, power.dtype)
     # (n_mels, F) @ (B, F, T) -> (B, n_mels, T): the model's layout, contiguous, no transpose copy.
     spec = torch.matmul(banks, power.transpose(-1, -2))
-    spec = spec.clamp_min_(_LOG_FLOOR).log_()
-    return spec[0] if single else spec
+    return spec.clamp_min_(_LOG_FLOOR).log_()
 
 
 def normalize(spec: torch.Tensor, mean: float, std: float) -> torch.Tensor:
