@@ -1,6 +1,9 @@
 """Data throughput on the same shards in one run: decode + crop + log-mel + normalise, three ways.
 
 (a) a single process looping over the shards: ``decode_clips`` then ``ViewMaker`` (the features),
+(a2) the same loop in --workers independent processes started together, each on its share of the
+    shards: the most this machine's cores give for the work with nothing shared (on the 2-core
+    machine two processes each run at about 0.8 of one alone), the ceiling of (b) and (c),
 (b) the Ray Data pipeline (`pipelines.data.stream.build_stream`) on --workers decoding tasks, both
     feature paths: ``device`` ships int16 waveforms and the consuming process computes the log-mel
     (as a train worker does on its GPU), ``tasks`` computes it in the decoding tasks (the CPU-only
@@ -72,6 +75,39 @@ def single_process(files, settings, stats):
     return (featurized(decode_clips(batch, settings), views) for batch in shard_batches(files, settings.batch_size))
 
 
+def _half(files, settings, stats, ready, start, results) -> None:
+    """One of the independent processes of (a2): imports first, then waits for the common start."""
+    import torch
+
+    torch.set_num_threads(1)
+    batches = single_process(files, settings, stats)
+    ready.wait()
+    start.wait()
+    clips, _, seconds, _ = timed(batches)
+    results.put((clips, seconds))
+
+
+def independent_processes(files, settings, stats, processes: int) -> tuple[int, float]:
+    """(a2): (a)'s loop in ``processes`` separate processes, each on its share of the shards, started
+    together after their imports: what this machine's cores give for the same work with nothing
+    shared (no Ray, no transfer), the ceiling any parallel pipeline here can reach. (clips, seconds)"""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    ready, start, results = context.Barrier(processes + 1), context.Event(), context.Queue()
+    workers = [context.Process(target=_half, args=(files[i::processes], settings, stats, ready, start, results)) for i in range(processes)]
+    for worker in workers:
+        worker.start()
+    ready.wait()
+    started = time.perf_counter()
+    start.set()
+    done = [results.get() for _ in workers]
+    seconds = time.perf_counter() - started
+    for worker in workers:
+        worker.join()
+    return sum(clips for clips, _ in done), seconds
+
+
 def ray_pipeline(dataset, settings, stats):
     from mast_core.views import ViewMaker
 
@@ -141,6 +177,11 @@ def main() -> None:
     for name, run, cpus in passes:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         rows.append((name, *timed(run()), cpus))  # (name, clips, first, seconds, first clips, cpus)
+        if len(rows) == 1:  # right after (a): the machine's parallel ceiling for the same work
+            name = f"(a2) {args.workers} independent single processes (this machine's ceiling)"
+            print(f"running {name} ...", file=sys.stderr, flush=True)
+            clips, seconds = independent_processes(files, settings, stats, args.workers)
+            rows.append((name, clips, 0.0, seconds, 0, args.workers))
 
     base = rows[0][1] / rows[0][3]
     steady_base = (rows[0][1] - rows[0][4]) / (rows[0][3] - rows[0][2])
@@ -148,14 +189,19 @@ def main() -> None:
         f"\ndecode + crop + log-mel, {args.frames} frames, batch {args.batch}, {os.cpu_count()} cores, "
         f"{len(files)} shard reads ({args.repeat} x the shards)\n"
     )
-    print("| pipeline | clips | first batch (s) | seconds | clips/s | per CPU | per-CPU vs (a) | after first batch: per CPU | vs (a) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    ceiling = rows[1][1] / rows[1][3]
+    print(
+        "| pipeline | clips | first batch (s) | seconds | clips/s | per CPU | per-CPU vs (a) | vs (a2) "
+        "| after first batch: per CPU | vs (a) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, clips, first, seconds, first_clips, cpus in rows:
         rate = clips / seconds
         steady = (clips - first_clips) / (seconds - first) / cpus
+        vs_ceiling = f"{rate / ceiling:.2f}" if cpus == args.workers else ""
         print(
             f"| {name} | {clips} | {first:.1f} | {seconds:.1f} | {rate:.1f} | {rate / cpus:.1f} | {rate / cpus / base:.2f} "
-            f"| {steady:.1f} | {steady / steady_base:.2f} |"
+            f"| {vs_ceiling} | {steady:.1f} | {steady / steady_base:.2f} |"
         )
 
 
