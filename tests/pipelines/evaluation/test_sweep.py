@@ -212,6 +212,9 @@ def test_fold_task_scores_the_mean_over_folds(setup, tmp_path):
             ]
             running = [sum(per_round[: k + 1]) / (k + 1) for k in range(len(per_round))]
             assert logged == pytest.approx(running, abs=1e-9), kid.data.params
+            # one step per report, numbered as Tune counts them (the x axis of the curve in MLflow)
+            steps = sorted(m.step for m in MlflowClient(tracking).get_metric_history(kid.info.run_id, "val_accuracy"))
+            assert steps == list(range(1, len(logged) + 1))
             assert history(tracking, kid.info.run_id, "train_clips") == [len(r["train"]) for r in roles_of[: len(logged)]]
             assert history(tracking, kid.info.run_id, "val_clips") == [len(r["validation"]) for r in roles_of[: len(logged)]]
     finally:
