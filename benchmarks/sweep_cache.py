@@ -66,8 +66,9 @@ def main() -> None:
     from pipelines.data.ingest import IngestSettings, ingest
     from pipelines.evaluation.embeddings import embed_task, load_embeddings
     from pipelines.evaluation.spaces import TuneSpace
-    from pipelines.evaluation.sweep import probe_settings, run_sweep, split_rounds
+    from pipelines.evaluation.sweep import run_sweep, split_rounds
     from pipelines.evaluation.tasks import load_task
+    from pipelines.evaluation.trials import probe_settings
 
     work = Path(tempfile.mkdtemp(prefix="mast-sweep-cache-"))
     generate(work / "source", args.clips, args.seconds)

@@ -88,3 +88,33 @@ def test_accuracy_interval_is_the_bootstrap_over_test_clips():
     assert accuracy_interval(rounds) == (statistics.mean([1.0, 1.0, 0.0]),) * 2
     with pytest.raises(ValueError, match="clips >= 1"):
         accuracy_interval([(0.5, 0)])
+
+
+def test_probe_optimiser_is_torch_adamw_bit_for_bit_and_does_not_import_dynamo():
+    """The probe's AdamW takes the same steps as ``torch.optim.AdamW`` (weight decay, bias
+    correction), and, unlike the class, leaves ``torch._dynamo`` unimported (checked in a fresh
+    process: this one may have imported it already)."""
+    import subprocess
+    import sys
+
+    from mast_core.probe import ProbeAdamW
+
+    torch.manual_seed(0)
+    ours, theirs = torch.nn.Linear(6, 3), torch.nn.Linear(6, 3)
+    theirs.load_state_dict(ours.state_dict())
+    mine = ProbeAdamW(ours.parameters(), lr=3e-2, weight_decay=0.1)
+    reference = torch.optim.AdamW(theirs.parameters(), lr=3e-2, weight_decay=0.1)
+    for step in range(5):
+        x, y = torch.randn(8, 6), torch.randint(0, 3, (8,))
+        for layer, optimiser in ((ours, mine), (theirs, reference)):
+            optimiser.zero_grad()
+            torch.nn.functional.cross_entropy(layer(x), y).backward()
+            optimiser.step()
+        assert all(torch.equal(a, b) for a, b in zip(ours.parameters(), theirs.parameters())), step
+    assert not torch.equal(ours.weight, torch.nn.Linear(6, 3).weight)
+    fresh = (
+        "import sys, torch; from mast_core.probe import ProbeSettings, fit_linear_probe; "
+        "x = torch.randn(20, 4); y = torch.arange(20) % 2; "
+        "fit_linear_probe(x, y, x, y, ProbeSettings(max_epochs=2)); print('torch._dynamo' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", fresh], capture_output=True, text=True, check=True).stdout.strip() == "False"
