@@ -21,8 +21,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# The suite starts a few hundred Python processes (Ray workers, job drivers, `mast` runs) that
+# import this project: with bytecode caching on, only the first compiles it (0.25 s each; this
+# machine's environment sets PYTHONDONTWRITEBYTECODE).
 test: lint
-	$(VENV)/bin/python -m pytest
+	PYTHONDONTWRITEBYTECODE= $(VENV)/bin/python -m pytest
 
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/encoders.py
