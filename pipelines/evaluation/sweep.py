@@ -278,10 +278,11 @@ def _tuner(trainable, space: TuneSpace, protocol: str, name: str, storage: str, 
             metric="val_accuracy",
             mode="max",
             num_samples=space.num_samples,
-            # seeded, so one space file samples the same configs on every run and machine
-            search_alg=BasicVariantGenerator(random_state=space.seed),
+            # seeded, so one space file samples the same configs on every run and machine; the
+            # concurrency limit goes here too: Tune ignores max_concurrent_trials (with a warning)
+            # when it is given a generator, and fine-tune trials beyond the cluster would hang
+            search_alg=BasicVariantGenerator(random_state=space.seed, max_concurrent=concurrency or 0),
             scheduler=scheduler,
-            max_concurrent_trials=concurrency,
             # linear trials are short: one long-lived process per concurrent trial, not one per trial
             reuse_actors=protocol == "linear",
         ),

@@ -141,6 +141,10 @@ def test_finetune_sweep_trains_in_tune_and_never_sees_test(ray_local, tmp_path):
     experiment = client.get_experiment_by_name("mast-sweeps")
     kids = client.search_runs([experiment.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{summary['parent_run_id']}'")
     assert len(kids) == 2
+    # one trial at a time (max_concurrent_finetune_trials: a trial's Train worker and its 2 data CPUs
+    # fill 3 of the 4 logical CPUs): the limit reaches Tune, which once ignored it with a warning
+    spans = sorted((kid.info.start_time, kid.info.end_time) for kid in kids)
+    assert spans[0][1] <= spans[1][0], spans
     manifest = json.loads((shards / "manifest.json").read_text())
     for kid in kids:  # per-epoch validation metrics, two epochs each
         history = client.get_metric_history(kid.info.run_id, "epoch_val_accuracy")

@@ -307,8 +307,8 @@ resources: {cpu: 4}          # one trial at a time, so the sweep is interrupted 
 space:
   lr: {loguniform: [1.0e-3, 1.0e-1]}
   batch_size: 4
-  max_epochs: 30             # about a second a trial: the kill after the second lands before the last
-  patience: 30
+  max_epochs: 120            # about 2 s a trial: Tune copies the results to the storage folder
+  patience: 120              # a few seconds late, and the sweep must still be midway by then
 """
 )
 
@@ -359,9 +359,9 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(setup, t
             lines.append(line)
             if line.startswith(f"[sweep] trial 2/{SLOW_TRIALS} done"):
                 break
-        # Tune's result logger writes the trial's last line just after the callbacks hear of it. The
-        # kill follows within milliseconds, but linear trials reuse their actor (a second each), so a
-        # few more may finish in between: with 8 trials, some are still left for the resume
+        # The storage folder gets the trials' results when Tune next saves the experiment, up to a
+        # few seconds after the callbacks hear of them: trials that finish in between (2 s each,
+        # one at a time) are more finished trials, and with 8 some are still left for the resume
         while process.poll() is None and len(finished_trials(tmp_path / "tune")) < 2:
             time.sleep(0.02)
     finally:
@@ -369,6 +369,7 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(setup, t
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
     finished = finished_trials(tmp_path / "tune")
+    print(f"\n[figure] {len(finished)} of {SLOW_TRIALS} trials had finished at the kill")
     assert 2 <= len(finished) < SLOW_TRIALS, f"the sweep was not caught midway: {len(finished)} trials had finished\n" + "".join(lines)
 
     summary = run_sweep(
