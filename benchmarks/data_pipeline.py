@@ -3,7 +3,7 @@
 (a) a single process looping over the shards: ``decode_clips`` then ``ViewMaker`` (the features),
 (a2) the same loop in --workers independent processes started together, each on its share of the
     shards: the most this machine's cores give for the work with nothing shared (on the 2-core
-    machine two processes each run at about 0.8 of one alone), the ceiling of (b) and (c),
+    machine two processes each ran at 0.78-0.90 of one alone), the ceiling of (b) and (c),
 (b) the Ray Data pipeline (`pipelines.data.stream.build_stream`) on --workers decoding tasks, both
     feature paths: ``device`` ships int16 waveforms and the consuming process computes the log-mel
     (as a train worker does on its GPU), ``tasks`` computes it in the decoding tasks (the CPU-only
