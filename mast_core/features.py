@@ -138,11 +138,12 @@ def log_mel(waveform: torch.Tensor, sample_rate: int = SAMPLE_RATE, num_mel_bins
     wave = waveform.unsqueeze(0) if single else waveform
     if wave.dtype not in (torch.float32, torch.float64):
         wave = wave.float()
-    rows = _rows_per_pass(wave, num_frames(num_samples, sample_rate), fft_size)
+    frames = num_frames(num_samples, sample_rate)
+    rows = _rows_per_pass(wave, frames, fft_size)
     if wave.shape[0] <= rows:
         spec = _log_mel_rows(wave, sample_rate, num_mel_bins, window, hop, fft_size)
         return spec[0] if single else spec
-    spec = wave.new_empty(wave.shape[0], num_mel_bins, num_frames(num_samples, sample_rate))
+    spec = wave.new_empty(wave.shape[0], num_mel_bins, frames)
     for start in range(0, wave.shape[0], rows):
         spec[start : start + rows] = _log_mel_rows(wave[start : start + rows], sample_rate, num_mel_bins, window, hop, fft_size)
     return spec
@@ -151,8 +152,9 @@ def log_mel(waveform: torch.Tensor, sample_rate: int = SAMPLE_RATE, num_mel_bins
 # On the CPU a batch goes through the FFT a few clips at a time. A whole batch's FFT buffers (65 MB
 # each for 32 ten-second clips) lie above glibc's mmap threshold (32 MB at most), so every batch
 # mapped fresh pages and took a page fault per 4 KB: a third of the time went to the kernel. Buffers
-# of about 4 MB stay in the heap and reuse its pages: 2.2x faster per batch, the same values (each
-# clip's frames, FFT and mel product do not depend on the other clips). A GPU takes the batch whole.
+# of about 4 MB stay in the heap and reuse its pages: 1.9-2.1x faster per batch (benchmarks/log_mel.py)
+# and the same values (each clip's frames, FFT and mel product do not depend on the other clips). A
+# GPU takes the batch whole.
 _CPU_PASS_BYTES = 4 << 20
 
 

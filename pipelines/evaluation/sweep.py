@@ -99,7 +99,7 @@ def trial_runs(tracking_uri: str, experiment: str, tags: dict):
     """Ray's ``MLflowLoggerCallback`` (a child run per trial, its config as params, each report as
     metrics), except that a report is one ``log_batch`` call: Ray's logs each metric with its own
     call and a lookup of the run, about 5 ms each on a sqlite store, in Tune's driver loop: 8 s of an
-    8-trial linear sweep of 34 s went there (``benchmarks/sweep_cache.py``)."""
+    8-trial linear sweep of 34 s went there (a profile of ``benchmarks/sweep_cache.py``'s sweep)."""
     import time
 
     from mlflow import MlflowClient
@@ -109,6 +109,8 @@ def trial_runs(tracking_uri: str, experiment: str, tags: dict):
     from ray.tune.utils import flatten_dict
 
     class TrialRuns(MLflowLoggerCallback):
+        client = None  # one for all reports, made on the first
+
         def log_trial_result(self, iteration: int, trial, result: dict) -> None:
             step = result.get(TIMESTEPS_TOTAL) or result[TRAINING_ITERATION]
             now = int(time.time() * 1000)
@@ -118,7 +120,9 @@ def trial_runs(tracking_uri: str, experiment: str, tags: dict):
                     metrics.append(Metric(key, float(value), now, step))
                 except (TypeError, ValueError):
                     continue
-            MlflowClient(self.tracking_uri).log_batch(self._trial_runs[trial], metrics=metrics)
+            if self.client is None:
+                self.client = MlflowClient(self.tracking_uri)
+            self.client.log_batch(self._trial_runs[trial], metrics=metrics)
 
     return TrialRuns(tracking_uri=tracking_uri, experiment_name=experiment, tags=tags, save_artifact=False)
 
@@ -251,9 +255,10 @@ def _tuner(trainable, space: TuneSpace, protocol: str, name: str, storage: str, 
     from ray.tune.search import BasicVariantGenerator
 
     resources = {key.upper(): value for key, value in space.resources.items()}
-    concurrency = max_concurrent_linear_trials()
     if protocol == "finetune":  # the trial function only drives a TorchTrainer, which holds the resources
         resources, concurrency = {"CPU": 0.01}, max_concurrent_finetune_trials(space)
+    else:
+        concurrency = max_concurrent_linear_trials()
     trainable = tune.with_resources(trainable, resources)
     path = store.join(storage, name)
     where = store.train_storage(path)

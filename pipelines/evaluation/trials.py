@@ -1,6 +1,6 @@
 """The linear sweep's Tune trial, in a module of its own: a trial process imports this module to
 unpickle the function, and it needs only torch and the probe, not the sweep's Ray Data, MLflow and
-embedding code (about 1 s less per trial process, ``benchmarks/sweep_cache.py``)."""
+embedding code (its import takes 1.7 s against 2.4 s for the sweep module's, ``python -X importtime``)."""
 
 from __future__ import annotations
 
