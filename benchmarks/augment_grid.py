@@ -149,46 +149,61 @@ def pretrain(row: Row, clips: dict, stats: tuple[float, float], steps: int, batc
     model = SSMAST(mast_tiny(max_frames=98), head=row.head, queue_size=1024, patch_drop=row.patch_drop).train()
     if not row.pretrain:
         return model, {}
-    optimizer = torch.optim.AdamW(weight_decay_groups(model, 0.05), lr=row.lr)
-    warmup = max(1, round(row.warmup * steps))
+    maker = ViewMaker(*stats, AugmentSettings(**row.augment), seed=seed, views=2)
+    return model, train_objective(model, maker, clips, steps, batch, seed, row.lr, row.warmup, progress)
+
+
+def train_objective(model, maker: ViewMaker, clips: dict, steps: int, batch: int, seed: int, lr: float, warmup: float, progress) -> dict:
+    """``steps`` optimiser steps of any :class:`~mast_core.contracts.Objective` on the training crops
+    (AdamW, weight decay 0.05 on weight matrices, linear warm-up over the ``warmup`` fraction, cosine
+    decay); the collapse summary of its loss (and ``query_std`` where the objective reports it)."""
+    optimizer = torch.optim.AdamW(weight_decay_groups(model, 0.05), lr=lr)
+    warmup = max(1, round(warmup * steps))
     factor = lambda step: (step + 1) / warmup if step < warmup else 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(steps - warmup, 1)))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    maker = ViewMaker(*stats, AugmentSettings(**row.augment), seed=seed, views=2)
-    history = {"loss": [], "query_std": [], "accuracy": []}
+    history: dict[str, list[float]] = {}
     step, epoch, started = 0, 0, time.perf_counter()
     while step < steps:
         waves, ids = training_crops(clips, epoch, seed)
         for start in range(0, len(ids) - batch + 1, batch):
-            view_a, view_b = maker(waves[start : start + batch], ids[start : start + batch], epoch)
-            loss, stats_now = model({"view_a": view_a, "view_b": view_b})
+            views = dict(zip(model.views, maker(waves[start : start + batch], ids[start : start + batch], epoch)))
+            loss, stats_now = model(views)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 3.0)
             optimizer.step()
             schedule.step()
             model.after_step(step, steps, momentum_schedule(step, steps))
-            for key in history:
-                history[key].append(stats_now[key])
+            for key in ("loss", "query_std"):
+                if key in stats_now:
+                    history.setdefault(key, []).append(float(stats_now[key]))
             step += 1
             if step % max(steps // 10, 1) == 0:
-                progress(
-                    f"step {step}/{steps} loss {np.mean(history['loss'][-20:]):.2f} query_std {np.mean(history['query_std'][-20:]):.3f} ({time.perf_counter() - started:.0f} s)"
-                )
+                spread = f" query_std {np.mean(history['query_std'][-20:]):.3f}" if "query_std" in history else ""
+                progress(f"step {step}/{steps} loss {np.mean(history['loss'][-20:]):.2f}{spread} ({time.perf_counter() - started:.0f} s)")
             if step == steps:
                 break
         epoch += 1
     tail = max(steps // 20, 1)
     tenth = max(steps // 10, 1)
     around = history["loss"][max(tenth - tail, 0) : tenth + tail]
-    summary = {
+    return {
         "loss_at_10pct": float(np.mean(around)),
         "final_loss": float(np.mean(history["loss"][-tail:])),
         "min_loss": float(min(np.convolve(history["loss"], np.ones(tail) / tail, mode="valid"))),
-        "final_query_std": float(np.mean(history["query_std"][-tail:])),
+        "final_query_std": float(np.mean(history["query_std"][-tail:])) if "query_std" in history else None,
         "pretrain_seconds": time.perf_counter() - started,
         "loss_curve": [float(np.mean(history["loss"][i : i + tail])) for i in range(0, steps, tail)],
     }
-    return model, summary
+
+
+def bootstrap_interval(correct: torch.Tensor, seed: int, resamples: int = 2000) -> tuple[float, float]:
+    """95 % interval of the accuracy of per-clip outcomes ``correct`` (0/1), bootstrap over the clips."""
+    correct = correct.double()
+    generator = torch.Generator().manual_seed(seed)
+    resampled = correct[torch.randint(len(correct), (resamples, len(correct)), generator=generator)].mean(1)
+    low, high = torch.quantile(resampled, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    return low, high
 
 
 @torch.no_grad()
@@ -216,9 +231,7 @@ def probe(encoder, task: dict, stats: tuple[float, float], seed: int) -> dict:
             candidates.append((fitted.accuracy(x["validation"], y["validation"]), lr, decay, fitted))
     validation, lr, decay, chosen = max(candidates, key=lambda item: item[0])
     correct = (chosen.logits(x["test"]).argmax(1) == y["test"]).double()
-    generator = torch.Generator().manual_seed(seed)
-    resampled = correct[torch.randint(len(correct), (2000, len(correct)), generator=generator)].mean(1)
-    low, high = torch.quantile(resampled, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    low, high = bootstrap_interval(correct, seed)
     return {
         "validation": validation,
         "test": float(correct.mean()),
