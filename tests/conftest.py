@@ -91,6 +91,29 @@ def train_registry():
 
 
 @pytest.fixture(scope="session")
+def resume_reference(ray_local, tmp_path_factory) -> dict:
+    """The resume tests' data and one uninterrupted run of their settings (:mod:`fixtures.pretrain`),
+    made once for the session: ``damaged`` (a copy of tiny Speech Commands shards with three train
+    clips that no longer decode), the run's data ``trace`` folder, its exported encoder (``export``)
+    and ``corrupt_clips``. A resumed run of the same settings must match it step for step."""
+    from fixtures.damage import damaged_copy
+    from fixtures.layouts import write_layout
+    from fixtures.pretrain import resume_settings, tiny_config
+    from fixtures.services import mlflow_store
+    from pipelines.data.ingest import IngestSettings, ingest
+    from pipelines.pretrain.driver import pretrain
+
+    base = tmp_path_factory.mktemp("resume-reference")
+    write_layout("speech_commands", base / "sc", corrupt=False)
+    ingest("speech_commands", base / "sc", base / "shards", settings=IngestSettings(shard_mb=0.05), progress=lambda line: None)
+    damaged = base / "damaged"
+    assert len(damaged_copy(base / "shards", damaged, split="train", per_shard=1, shards_hit=3)) == 3
+    config = tiny_config(damaged, base, "reference", **resume_settings(damaged), **{"run.data_trace": base / "trace"})
+    result = pretrain(config, mlflow_store(base / "mlflow.db"))
+    return {"damaged": damaged, "trace": base / "trace", "export": result["export"], "corrupt_clips": result["corrupt_clips"]}
+
+
+@pytest.fixture(scope="session")
 def s3_server():
     """A real S3 API on 127.0.0.1 (moto's standalone server) for the whole session, reached through
     the standard AWS variables exactly as a cluster reaches AWS S3, MinIO or Ceph. Yields its

@@ -12,70 +12,38 @@ import torch
 from mlflow import MlflowClient
 
 from fixtures import REPO_ROOT
-from fixtures.layouts import write_layout
+from fixtures.pretrain import RESUME_STEPS, resume_settings, tiny_settings
 from mast_core.checkpoint import load_encoder
-from pipelines.data.ingest import IngestSettings, ingest
 from pipelines.pretrain.state import read_trace
 
 ROOT = REPO_ROOT
 # Interrupt once Train has registered the step-4 checkpoint. The workers cannot be far ahead then: a
 # worker's second unconsumed report blocks it, and Train takes one report per poll (every 2 s), so
-# they are at step 8 at most, and the reports of steps 6, 8, 10 and 12 each wait for a later poll.
-TOTAL, EVERY, STOP_AFTER = 12, 2, 4
+# they are at step 8 at most, and the reports of steps 6, 8 and 10 each wait for a later poll.
+TOTAL, EVERY, STOP_AFTER = RESUME_STEPS, 2, 4
 
 
 @pytest.mark.slow
-def test_stopped_job_continues_from_its_checkpoint_when_rerun(ray_address, train_registry, tmp_path):
+def test_stopped_job_continues_from_its_checkpoint_when_rerun(ray_address, train_registry, resume_reference, tmp_path):
     """The rerun restores the newest registered checkpoint, weights, optimiser, scheduler and key
     queue included: the state hash the loop computes after loading equals the one it saved; and it
     continues the data where it stopped: every step trains the clips (and views) an uninterrupted
-    run trains, so the final weights are the same bit for bit."""
-    write_layout("speech_commands", tmp_path / "sc", corrupt=False)
-    shards = tmp_path / "shards"
-    ingest("speech_commands", tmp_path / "sc", shards, settings=IngestSettings(shard_mb=0.05), progress=lambda line: None)
-
-    def command_for(name: str) -> list[str]:
-        return [
-            *command,
-            "--set",
-            f"run.name={name}",
-            "--set",
-            f"run.data_trace={tmp_path / ('trace-' + name)}",
-        ]
-
-    command = [
-        sys.executable,
-        "-m",
-        "pipelines",
-        "pretrain",
-        "--config",
-        str(ROOT / "configs/pretrain/tiny_cpu.yaml"),
-        "--tracking-uri",
-        f"sqlite:///{tmp_path / 'mlflow.db'}",
-        "--set",
-        f"run.storage={tmp_path / 'runs'}",
-        "--set",
-        f"run.checkpoint_every={EVERY}",
-        "--set",
-        "run.log_every=1",
-        "--set",
-        f"optim.total_steps={TOTAL}",
-        "--set",
-        "optim.batch_size=4",
-        "--set",
-        "data.frames_per_clip=98",
-        "--set",
-        "objective.queue_size=64",
-        "--set",
-        f"data.sources=[{{path: '{shards}', weight: 4, splits: [train]}}]",
-    ]
+    run of the same settings trains (``resume_reference``), so the final weights are the same bit for bit."""
+    damaged = resume_reference["damaged"]
+    settings = tiny_settings(
+        damaged, tmp_path, "resume", **resume_settings(damaged), **{"run.data_trace": tmp_path / "trace-resume", "run.log_every": 1}
+    )
+    command = [sys.executable, "-m", "pipelines", "pretrain", "--config", str(ROOT / "configs/pretrain/tiny_cpu.yaml")]
+    command += ["--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+    for setting in settings:
+        command += ["--set", setting]
     # the jobs join the session's Ray (a `ray job submit` user's setup) instead of starting one each;
     # the interrupted one polls at Train's own interval (the suite shortens it), which keeps the
     # margin described above; the runs that are not interrupted need no margin
     env = {**os.environ, "RAY_ADDRESS": ray_address}
     run_dir = tmp_path / "runs" / "resume"
     first = subprocess.Popen(
-        command_for("resume"),
+        command,
         cwd=ROOT,
         env={**env, "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "2"},
         stdout=subprocess.PIPE,
@@ -102,7 +70,7 @@ def test_stopped_job_continues_from_its_checkpoint_when_rerun(ray_address, train
     )
     assert any(".rel_pos_time" in name for name in groups[1]["names"]) and not any(name.endswith("bias") for name in groups[0]["names"])
 
-    second = subprocess.run(command_for("resume"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     log = second.stdout + second.stderr
     assert "(resumed)" in log  # the same MLflow run
@@ -118,10 +86,8 @@ def test_stopped_job_continues_from_its_checkpoint_when_rerun(ray_address, train
     steps = sorted(m.step for m in client.get_metric_history(runs[0].info.run_id, "loss"))
     assert steps == list(range(1, TOTAL + 1))
 
-    # an uninterrupted run of the same config: the same clips in every step, the same weights bit for bit
-    straight = subprocess.run(command_for("straight"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert straight.returncode == 0, straight.stdout[-3000:] + straight.stderr[-3000:]
-    expected, got = read_trace(tmp_path / "trace-straight"), read_trace(tmp_path / "trace-resume")
+    # the uninterrupted run of the same settings: the same clips in every step, the same weights bit for bit
+    expected, got = read_trace(resume_reference["trace"]), read_trace(tmp_path / "trace-resume")
     assert sorted(expected) == [0, 1] and sorted(expected[0]) == list(range(1, TOTAL + 1)) and got == expected
-    weights = [load_encoder(tmp_path / "runs" / name / "encoder")[0].state_dict() for name in ("resume", "straight")]
+    weights = [load_encoder(export)[0].state_dict() for export in (tmp_path / "runs" / "resume" / "encoder", resume_reference["export"])]
     assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[1])

@@ -68,10 +68,23 @@ def children(tracking: str, parent: str) -> list:
     return client.search_runs([experiment.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
 
 
-def test_split_task_sweep_logs_parent_and_children(setup, tmp_path):
-    base, tasks, space, encoder = setup
-    tracking = mlflow_store(tmp_path / "mlflow.db")
-    summary = run_sweep(tasks["speech_commands"], encoder, space, storage=tmp_path / "tune", tracking_uri=tracking, progress=QUIET)
+@pytest.fixture(scope="module")
+def swept(setup, tmp_path_factory):
+    """One store holding a sweep of each task, as `mast sweep` leaves it for `mast report`: the fold
+    task (us8k, 10 rounds), then the split task (speech commands), both labelled "MAST random"."""
+    _, tasks, space, encoder = setup
+    where = tmp_path_factory.mktemp("swept")
+    tracking = mlflow_store(where / "mlflow.db")
+    summaries = {
+        name: run_sweep(tasks[name], encoder, space, storage=where / "tune", tracking_uri=tracking, label="MAST random", progress=QUIET)
+        for name in ("us8k", "speech_commands")
+    }
+    return {"tracking": tracking, "storage": where / "tune", "summaries": summaries}
+
+
+def test_split_task_sweep_logs_parent_and_children(setup, swept):
+    _, tasks, space, encoder = setup
+    tracking, summary = swept["tracking"], swept["summaries"]["speech_commands"]
     assert summary["trials"] == 3 and 0.0 <= summary["test_accuracy"] <= 1.0
     parent = MlflowClient(tracking).get_run(summary["parent_run_id"])
     assert parent.data.tags["task"] == "fx_speech_commands" and parent.data.tags["protocol"] == "linear"
@@ -81,7 +94,14 @@ def test_split_task_sweep_logs_parent_and_children(setup, tmp_path):
 
     # resuming the finished sweep runs no trial again
     again = run_sweep(
-        tasks["speech_commands"], encoder, space, storage=tmp_path / "tune", tracking_uri=tracking, resume=True, progress=QUIET
+        tasks["speech_commands"],
+        encoder,
+        space,
+        storage=swept["storage"],
+        tracking_uri=tracking,
+        resume=True,
+        label="MAST random",
+        progress=QUIET,
     )
     assert again["trials"] == 3 and again["embeddings_cached"]
     assert len(children(tracking, summary["parent_run_id"])) == 3
@@ -154,11 +174,10 @@ def probe_of(params: dict) -> ProbeSettings:
     )
 
 
-def test_fold_task_scores_the_mean_over_folds(setup, tmp_path):
-    base, tasks, space, encoder = setup
+def test_fold_task_scores_the_mean_over_folds(setup, swept):
+    _, tasks, _, encoder = setup
     task = tasks["us8k"]
-    tracking = mlflow_store(tmp_path / "m.db")
-    summary = run_sweep(task, encoder, space, storage=tmp_path / "tune", tracking_uri=tracking, progress=QUIET)
+    tracking, summary = swept["tracking"], swept["summaries"]["us8k"]
     assert len(summary["test_scores"]) == 10
 
     # The rounds' test sets partition the rows: each clip is tested exactly once, in its own fold's
@@ -256,18 +275,15 @@ def test_the_test_split_never_reaches_selection(setup, tmp_path):
         assert all(0.0 <= value <= 1.0 for value in history(tracking, run, "val_accuracy"))
 
 
-def test_report_renders_the_table_from_mlflow(setup, tmp_path, capsys):
+def test_report_renders_the_table_from_mlflow(swept, tmp_path, capsys):
     from pipelines.cli import main
     from pipelines.evaluation.report import collect
 
-    base, tasks, space, encoder = setup
-    tracking = mlflow_store(tmp_path / "mlflow.db")
-    sampled = []
-    for task in (tasks["us8k"], tasks["speech_commands"]):
-        summary = run_sweep(task, encoder, space, storage=tmp_path / "tune", tracking_uri=tracking, label="MAST random", progress=QUIET)
-        sampled.append(
-            sorted((kid.data.params["lr"], kid.data.params["batch_size"]) for kid in children(tracking, summary["parent_run_id"]))
-        )
+    tracking = swept["tracking"]
+    sampled = [
+        sorted((kid.data.params["lr"], kid.data.params["batch_size"]) for kid in children(tracking, summary["parent_run_id"]))
+        for summary in swept["summaries"].values()
+    ]
     # one seeded space samples the same configs whatever the task (and on every rerun)
     assert sampled[0] == sampled[1] and len(set(sampled[0])) == 3, sampled
     table = collect(tracking, "mast-sweeps")

@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 from fixtures import REPO_ROOT
 from fixtures.damage import damaged_copy, truncate
 from fixtures.layouts import write_layout
-from fixtures.pretrain import tiny_config
+from fixtures.pretrain import RESUME_STEPS, resume_settings, tiny_config
 from fixtures.services import free_port, mlflow_store, start_mlflow_server, stop_server
 from mast_core.checkpoint import load_encoder
 from pipelines.common.config import ConfigError, load_config
@@ -79,7 +79,7 @@ def test_two_worker_pretraining_logs_to_mlflow_and_exports(shards, tmp_path, cap
 
 
 @pytest.mark.slow
-def test_a_killed_worker_resumes_from_the_last_checkpoint(shards, tmp_path, train_registry, ray_address):
+def test_a_killed_worker_resumes_from_the_last_checkpoint(resume_reference, tmp_path, train_registry, ray_address):
     """SIGKILL one Train worker once Train has registered a checkpoint; the job restarts the group
     from the newest registered checkpoint, with the state it saved, and finishes the steps; every
     step trained the same clips as in an uninterrupted run of the same config (exact resume of the
@@ -87,18 +87,8 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint(shards, tmp_path, trai
     from ray.util.state import list_actors
 
     tracking = mlflow_store(tmp_path / "mlflow.db")
-    # every checkpoint kept, so Train's record shows which one the restarted group continued from
-    damaged = tmp_path / "damaged"
-    assert len(damaged_copy(shards, damaged, split="train", per_shard=1, shards_hit=3)) == 3
-    settings = {
-        "optim.total_steps": 10,
-        "run.max_failures": 2,
-        "run.keep_checkpoints": 10,
-        # a few batches per rank and epoch; three clips that no longer decode, counted once per encounter
-        "data.sources": f"[{{path: '{damaged}', weight: 2, splits: [train]}}]",
-    }
-    config = tiny_config(shards, tmp_path, "fault", **settings, **{"run.data_trace": tmp_path / "trace"})
-    reference = tiny_config(shards, tmp_path, "reference", **settings, **{"run.data_trace": tmp_path / "trace-reference"})
+    damaged = resume_reference["damaged"]  # three train clips that no longer decode, counted once per encounter
+    config = tiny_config(damaged, tmp_path, "fault", **resume_settings(damaged), **{"run.data_trace": tmp_path / "trace"})
     run_dir = tmp_path / "runs" / "fault"
     killed = []
 
@@ -119,7 +109,7 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint(shards, tmp_path, trai
     result = pretrain(config, tracking)
     killer.join()
     assert killed, "no worker was killed"
-    assert result["step"] == 10
+    assert result["step"] == RESUME_STEPS == 10
     registry = train_registry(run_dir)
     # every checkpoint step registered once: had the restart continued from an older checkpoint than
     # the newest registered one, the steps in between would have been registered again
@@ -133,19 +123,18 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint(shards, tmp_path, trai
     assert run.data.tags["mast.resumed_state_hash"] == saved["state_hash"]
     assert loss_steps(tracking, result["run_id"]) == list(range(1, 11))  # one continuous sequence
 
-    # the same clips in every step as an uninterrupted run: none trained twice, none skipped
-    uninterrupted = pretrain(reference, tracking)
-    expected, got = read_trace(tmp_path / "trace-reference"), read_trace(tmp_path / "trace")
+    # the same clips in every step as an uninterrupted run of the same settings: none trained twice, none skipped
+    expected, got = read_trace(resume_reference["trace"]), read_trace(tmp_path / "trace")
     assert sorted(expected) == [0, 1] and sorted(expected[0]) == list(range(1, 11))
     assert got == expected
-    epochs = {json.loads(line)["epoch"] for line in (tmp_path / "trace-reference" / "rank0.jsonl").read_text().splitlines()}
+    epochs = {json.loads(line)["epoch"] for line in (resume_reference["trace"] / "rank0.jsonl").read_text().splitlines()}
     assert len(epochs) >= 2  # the sequence crossed an epoch boundary
     replayed = (tmp_path / "trace" / "rank0.jsonl").read_text().count("\n") - 10
     assert replayed >= 0  # steps after the resumed checkpoint ran twice in the log, once in the model
     # and the same views of them (crops, the mixup memory, masks, patch-drop): the same weights, bit for bit
     # the replayed part of the epoch did not count its bad clips twice
-    assert result["corrupt_clips"] == uninterrupted["corrupt_clips"] >= 1
-    resumed, straight = (load_encoder(run["export"])[0].state_dict() for run in (result, uninterrupted))
+    assert result["corrupt_clips"] == resume_reference["corrupt_clips"] >= 1
+    resumed, straight = (load_encoder(export)[0].state_dict() for export in (result["export"], resume_reference["export"]))
     assert resumed.keys() == straight.keys() and all(torch.equal(resumed[key], straight[key]) for key in resumed)
 
 
