@@ -1,9 +1,10 @@
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
+
+from fixtures.services import mlflow_uris_kept
 
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 # Train V2 polls its workers; keep test logs readable.
@@ -20,23 +21,11 @@ os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
 
 @pytest.fixture(autouse=True)
 def mlflow_uris_restored():
-    """Each test starts with MLflow's process-wide tracking and registry URIs as they were. Ray Tune's
-    ``MLflowLoggerCallback`` (every in-process sweep) sets both, with ``MLFLOW_TRACKING_URI`` and
-    ``MLFLOW_REGISTRY_URI``, in the driver and leaves them; a later test's ``runs:/`` or ``models:/``
-    URI would then resolve against the last sweep's store."""
-    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-    modules = ("mlflow.tracking._tracking_service.utils", "_tracking_uri"), ("mlflow.tracking._model_registry.utils", "_registry_uri")
-    saved_env = {name: os.environ.get(name) for name in names}
-    saved_globals = [getattr(sys.modules.get(module), attribute, None) for module, attribute in modules]
-    yield
-    for name, value in saved_env.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-    for (module, attribute), value in zip(modules, saved_globals):
-        if module in sys.modules:
-            setattr(sys.modules[module], attribute, value)
+    """Each test starts with MLflow's process-wide tracking and registry URIs as they were (see
+    :func:`fixtures.services.mlflow_uris_kept`; a fixture of a wider scope that runs a sweep keeps
+    them itself: it is set up before this one)."""
+    with mlflow_uris_kept():
+        yield
 
 
 @pytest.fixture(scope="session")

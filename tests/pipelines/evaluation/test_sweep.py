@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 
 from fixtures.damage import damaged_copy, truncate
 from fixtures.layouts import write_layout
-from fixtures.services import mlflow_store
+from fixtures.services import mlflow_store, mlflow_uris_kept
 from mast_core.checkpoint import save_encoder
 from mast_core.mast import mast_tiny
 from mast_core.probe import ProbeSettings, fit_linear_probe
@@ -75,10 +75,11 @@ def swept(setup, tmp_path_factory):
     _, tasks, space, encoder = setup
     where = tmp_path_factory.mktemp("swept")
     tracking = mlflow_store(where / "mlflow.db")
-    summaries = {
-        name: run_sweep(tasks[name], encoder, space, storage=where / "tune", tracking_uri=tracking, label="MAST random", progress=QUIET)
-        for name in ("us8k", "speech_commands")
-    }
+    with mlflow_uris_kept():  # set up before the per-test guard: Tune's MLflow callback must not leak the store's URI
+        summaries = {
+            name: run_sweep(tasks[name], encoder, space, storage=where / "tune", tracking_uri=tracking, label="MAST random", progress=QUIET)
+            for name in ("us8k", "speech_commands")
+        }
     return {"tracking": tracking, "storage": where / "tune", "summaries": summaries}
 
 
