@@ -275,22 +275,68 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_row_arguments(parser: argparse.ArgumentParser, rows, jobs_help: str) -> None:
+    """The options every row-per-process benchmark here takes (this one and ``replicate.py``)."""
     parser.add_argument("--work", default="/tmp/mast-grid", help="folder for the synthetic sets and the results")
-    parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated rows of: {', '.join(ROWS)}")
+    parser.add_argument("--rows", default=",".join(rows), help=f"comma-separated rows of: {', '.join(rows)}")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--jobs", type=int, default=2, help="rows pretrained at once, one torch thread each")
+    parser.add_argument("--jobs", type=int, default=2, help=jobs_help)
     parser.add_argument("--again", action="store_true", help="rerun rows that have results")
     parser.add_argument("--table", action="store_true", help="only print the table of the rows done")
     parser.add_argument("--only", help=argparse.SUPPRESS)  # one row, in this process (the workers)
-    args = parser.parse_args()
-    rows = [name.strip() for name in args.rows.split(",") if name.strip()]
-    unknown = [name for name in rows if name not in ROWS]
+
+
+def chosen_rows(parser: argparse.ArgumentParser, args, rows) -> list[str]:
+    """The ``--rows`` asked for; an unknown name stops with the list of known ones."""
+    chosen = [name.strip() for name in args.rows.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in rows]
     if unknown:
-        parser.error(f"--rows: unknown {', '.join(unknown)}; choose from {', '.join(ROWS)}")
+        parser.error(f"--rows: unknown {', '.join(unknown)}; choose from {', '.join(rows)}")
+    return chosen
+
+
+def base_command(script: str, args, *options: str) -> list[str]:
+    """The command line of a row's own process, without ``--only ROW``."""
+    return [
+        sys.executable,
+        script,
+        "--work",
+        args.work,
+        "--steps",
+        str(args.steps),
+        "--batch-size",
+        str(args.batch_size),
+        "--seed",
+        str(args.seed),
+        *options,
+    ]
+
+
+def run_row_processes(command: list[str], todo: list[str], jobs: int) -> None:
+    """Each row of ``todo`` in its own process (``command --only ROW``), ``jobs`` at a time, in order."""
+    todo, running = list(todo), []
+    while todo or running:
+        while todo and len(running) < jobs:
+            running.append(subprocess.Popen([*command, "--only", todo.pop(0)]))
+        time.sleep(1)
+        for process in [p for p in running if p.poll() is not None]:
+            running.remove(process)
+            if process.returncode:
+                print(f"a row failed: {process.args[-1]} (exit {process.returncode})", file=sys.stderr)
+
+
+def finished_rows(folder: Path, rows: list[str]) -> list[dict]:
+    """The saved results of the rows that have one, in the order asked."""
+    return [json.loads((folder / f"{name}.json").read_text()) for name in rows if (folder / f"{name}.json").exists()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_row_arguments(parser, ROWS, "rows pretrained at once, one torch thread each")
+    args = parser.parse_args()
+    rows = chosen_rows(parser, args, ROWS)
     results_dir = Path(args.work) / "grid" / f"steps{args.steps}-batch{args.batch_size}-seed{args.seed}"
     results_dir.mkdir(parents=True, exist_ok=True)
     if args.only:
@@ -301,28 +347,8 @@ def main() -> None:
     if not args.table:
         synthesize(Path(args.work) / "synth", replace(SynthSettings(), workers=2))
         todo = [name for name in rows if args.again or not (results_dir / f"{name}.json").exists()]
-        running: list[subprocess.Popen] = []
-        base = [
-            sys.executable,
-            __file__,
-            "--work",
-            args.work,
-            "--steps",
-            str(args.steps),
-            "--batch-size",
-            str(args.batch_size),
-            "--seed",
-            str(args.seed),
-        ]
-        while todo or running:
-            while todo and len(running) < args.jobs:
-                running.append(subprocess.Popen([*base, "--only", todo.pop(0)]))
-            time.sleep(1)
-            for process in [p for p in running if p.poll() is not None]:
-                running.remove(process)
-                if process.returncode:
-                    print(f"a row failed: {process.args[-1]} (exit {process.returncode})", file=sys.stderr)
-    done = [json.loads((results_dir / f"{name}.json").read_text()) for name in rows if (results_dir / f"{name}.json").exists()]
+        run_row_processes(base_command(__file__, args), todo, args.jobs)
+    done = finished_rows(results_dir, rows)
     done.sort(key=lambda result: -result["keywords"]["validation"])  # selection: keyword validation accuracy
     print(f"\n{args.steps} steps of batch {args.batch_size}, mast_tiny, queue 1024, seed {args.seed}\n")
     print(table(done))

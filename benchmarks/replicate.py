@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -43,7 +42,18 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from augment_grid import bootstrap_interval, load_clips, probe, statistics, train_objective  # noqa: E402
+from augment_grid import (  # noqa: E402
+    add_row_arguments,
+    base_command,
+    bootstrap_interval,
+    chosen_rows,
+    finished_rows,
+    load_clips,
+    probe,
+    run_row_processes,
+    statistics,
+    train_objective,
+)
 from synth import cnn_accuracy  # noqa: E402
 
 from mast_core import SSAST, SSMAST  # noqa: E402
@@ -182,22 +192,11 @@ def table(results: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", default="/tmp/mast-grid", help="folder for the synthetic sets and the results")
-    parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated rows of: {', '.join(ROWS)}")
-    parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--batch-size", type=int, default=32)
+    add_row_arguments(parser, ROWS, "rows run at once, one torch thread each")
     parser.add_argument("--finetune-epochs", type=int, default=10)
     parser.add_argument("--cnn-epochs", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--jobs", type=int, default=2, help="rows run at once, one torch thread each")
-    parser.add_argument("--again", action="store_true", help="rerun rows that have results")
-    parser.add_argument("--table", action="store_true", help="only print the table of the rows done")
-    parser.add_argument("--only", help=argparse.SUPPRESS)  # one row, in this process (the workers)
     args = parser.parse_args()
-    rows = [name.strip() for name in args.rows.split(",") if name.strip()]
-    unknown = [name for name in rows if name not in ROWS]
-    if unknown:
-        parser.error(f"--rows: unknown {', '.join(unknown)}; choose from {', '.join(ROWS)}")
+    rows = chosen_rows(parser, args, ROWS)
     results_dir = Path(args.work) / "replicate" / f"steps{args.steps}-batch{args.batch_size}-seed{args.seed}"
     results_dir.mkdir(parents=True, exist_ok=True)
     if args.only:
@@ -210,20 +209,10 @@ def main() -> None:
         synthesize(Path(args.work) / "synth", replace(SynthSettings(), workers=2))
         todo = [name for name in rows if args.again or not (results_dir / f"{name}.json").exists()]
         todo.sort(key=lambda name: ROWS[name][0] != "ast")  # the longest rows first
-        options = ["--steps", str(args.steps), "--batch-size", str(args.batch_size), "--seed", str(args.seed)]
-        options += ["--finetune-epochs", str(args.finetune_epochs), "--cnn-epochs", str(args.cnn_epochs)]
-        base = [sys.executable, __file__, "--work", args.work, *options]
-        running: list[subprocess.Popen] = []
-        while todo or running:
-            while todo and len(running) < args.jobs:
-                running.append(subprocess.Popen([*base, "--only", todo.pop(0)]))
-            time.sleep(1)
-            for process in [p for p in running if p.poll() is not None]:
-                running.remove(process)
-                if process.returncode:
-                    print(f"a row failed: {process.args[-1]} (exit {process.returncode})", file=sys.stderr)
+        options = ("--finetune-epochs", str(args.finetune_epochs), "--cnn-epochs", str(args.cnn_epochs))
+        run_row_processes(base_command(__file__, args, *options), todo, args.jobs)
         print(f"replication: {time.perf_counter() - started:.0f} s wall", flush=True)
-    done = [json.loads((results_dir / f"{name}.json").read_text()) for name in rows if (results_dir / f"{name}.json").exists()]
+    done = finished_rows(results_dir, rows)
     print(f"\n{args.steps} steps of batch {args.batch_size}, seed {args.seed}; test accuracy % (95 % bootstrap interval)\n")
     print(table(done))
 
